@@ -1,0 +1,112 @@
+"""Shared fixtures: the notebook's own code imported in-process, its default parameters, image folders
+made on the fly, and a papermill runner for end-to-end runs on tiny data."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "anime_gan.ipynb"
+SHARED = ROOT.parent / "shared"
+SHARED_FACES = SHARED / "data" / "anime-faces" / "images"
+SHARED_FID_WEIGHTS = SHARED / "models" / "fid-inception" / "weights-inception-2015-12-05-fidhelper-converted.pth"
+
+# Tiny settings: every end-to-end run finishes in seconds on 2 CPU cores.
+TINY = dict(IMAGE_SIZE=32, G_WIDTH=8, D_WIDTH=8, LATENT_DIM=16, BATCH_SIZE=16, EPOCHS=2, LOG_EVERY=2,
+            SAMPLE_COUNT=16, GENERATE_COUNT=16, FID_SAMPLES=0, FID_REAL=32, DEVICE="cpu")
+
+
+@pytest.fixture(scope="session")
+def nb():
+    """The notebook's imports, functions and classes (no cell is run: importnb keeps definitions only)."""
+    from importnb import Notebook
+
+    return Notebook.load_file(str(NOTEBOOK), include_non_defs=False, main=False)
+
+
+def notebook_json():
+    """The committed notebook as JSON."""
+    return json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def default_parameters():
+    """The values of the notebook's `parameters` cell, as {"EPOCHS": 25, ...}."""
+    cell = next(c for c in notebook_json()["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    values = {}
+    exec("".join(cell["source"]), {}, values)
+    return values
+
+
+@pytest.fixture
+def make_config(nb, default_parameters, tmp_path):
+    """make_config(**overrides) -> the notebook's Config for the defaults, TINY and the overrides."""
+
+    def build(**overrides):
+        values = {**default_parameters, **TINY, "RUN_DIR": str(tmp_path / "run"), **overrides}
+        return nb.make_config(values)
+
+    return build
+
+
+def write_faces(folder, count, size=40, seed=0, fmt="png"):
+    """Write `count` random but structured RGB images (a bright disc on a coloured background)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    paths = []
+    for index in range(count):
+        background = rng.integers(0, 256, 3)
+        pixels = np.broadcast_to(background, (size, size, 3)).copy()
+        cy, cx, radius = rng.integers(size // 4, 3 * size // 4, 2).tolist() + [int(rng.integers(size // 8, size // 3))]
+        pixels[(yy - cy) ** 2 + (xx - cx) ** 2 < radius**2] = rng.integers(0, 256, 3)
+        pixels = np.clip(pixels + rng.integers(-12, 13, pixels.shape), 0, 255).astype(np.uint8)
+        path = folder / f"face_{index:04d}.{fmt}"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def faces_dir(tmp_path):
+    """A folder of 64 small synthetic face-like images."""
+    write_faces(tmp_path / "faces", 64)
+    return tmp_path / "faces"
+
+
+def run_notebook(output_dir, **parameters):
+    """Execute the notebook with papermill and the TINY settings plus `parameters`; returns the output path.
+    Raises papermill's PapermillExecutionError (its message holds the notebook's error) on failure."""
+    import papermill
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    output = output_dir / f"executed_{len(list(output_dir.glob('executed_*.ipynb')))}.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK), str(output), parameters={**TINY, **parameters}, kernel_name="python3",
+                               progress_bar=False, cwd=str(output_dir), execution_timeout=600)
+    return output
+
+
+def notebook_text(path):
+    """All text outputs (streams, errors, plain-text results) of an executed notebook, joined."""
+    texts = []
+    for cell in json.loads(Path(path).read_text(encoding="utf-8"))["cells"]:
+        for output in cell.get("outputs", []):
+            if output["output_type"] == "stream":
+                texts.append("".join(output["text"]))
+            elif output["output_type"] == "error":
+                texts.append(f"{output['ename']}: {output['evalue']}")
+            else:
+                texts.append("".join(output.get("data", {}).get("text/plain", "")))
+    return "\n".join(texts)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_threads(monkeypatch):
+    """Keep BLAS from oversubscribing the two CI cores when tests start subprocesses."""
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
