@@ -13,11 +13,25 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "anime_gan.ipynb"
 SHARED = ROOT.parent / "shared"
 SHARED_FACES = SHARED / "data" / "anime-faces" / "images"
-SHARED_FID_WEIGHTS = SHARED / "models" / "fid-inception" / "weights-inception-2015-12-05-fidhelper-converted.pth"
+SHARED_FID_WEIGHTS = (
+    SHARED / "models" / "fid-inception" / "weights-inception-2015-12-05-fidhelper-converted.pth"
+)
 
 # Tiny settings: every end-to-end run finishes in seconds on 2 CPU cores.
-TINY = dict(IMAGE_SIZE=32, G_WIDTH=8, D_WIDTH=8, LATENT_DIM=16, BATCH_SIZE=16, EPOCHS=2, LOG_EVERY=2,
-            SAMPLE_COUNT=16, GENERATE_COUNT=16, FID_SAMPLES=0, FID_REAL=32, DEVICE="cpu")
+TINY = dict(
+    IMAGE_SIZE=32,
+    G_WIDTH=8,
+    D_WIDTH=8,
+    LATENT_DIM=16,
+    BATCH_SIZE=16,
+    EPOCHS=2,
+    LOG_EVERY=2,
+    SAMPLE_COUNT=16,
+    GENERATE_COUNT=16,
+    FID_SAMPLES=0,
+    FID_REAL=32,
+    DEVICE="cpu",
+)
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +39,7 @@ def nb():
     """The notebook's imports, functions and classes (no cell is run: importnb keeps definitions only)."""
     from importnb import Notebook
 
-    return Notebook.load_file(str(NOTEBOOK), include_non_defs=False, main=False)
+    return Notebook.load_file(str(NOTEBOOK), include_non_defs=False, include_markdown_docstring=False, main=False)
 
 
 def notebook_json():
@@ -63,7 +77,9 @@ def write_faces(folder, count, size=40, seed=0, fmt="png"):
     for index in range(count):
         background = rng.integers(0, 256, 3)
         pixels = np.broadcast_to(background, (size, size, 3)).copy()
-        cy, cx, radius = rng.integers(size // 4, 3 * size // 4, 2).tolist() + [int(rng.integers(size // 8, size // 3))]
+        cy, cx, radius = rng.integers(size // 4, 3 * size // 4, 2).tolist() + [
+            int(rng.integers(size // 8, size // 3))
+        ]
         pixels[(yy - cy) ** 2 + (xx - cx) ** 2 < radius**2] = rng.integers(0, 256, 3)
         pixels = np.clip(pixels + rng.integers(-12, 13, pixels.shape), 0, 255).astype(np.uint8)
         path = folder / f"face_{index:04d}.{fmt}"
@@ -87,8 +103,15 @@ def run_notebook(output_dir, **parameters):
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     output = output_dir / f"executed_{len(list(output_dir.glob('executed_*.ipynb')))}.ipynb"
-    papermill.execute_notebook(str(NOTEBOOK), str(output), parameters={**TINY, **parameters}, kernel_name="python3",
-                               progress_bar=False, cwd=str(output_dir), execution_timeout=600)
+    papermill.execute_notebook(
+        str(NOTEBOOK),
+        str(output),
+        parameters={**TINY, **parameters},
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(output_dir),
+        execution_timeout=600,
+    )
     return output
 
 

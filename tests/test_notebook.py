@@ -16,7 +16,9 @@ def test_exactly_one_parameters_cell_with_literals_only():
     import ast
 
     for statement in ast.parse("".join(cells[0]["source"])).body:
-        assert isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant), ast.dump(statement)
+        assert isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant), ast.dump(
+            statement
+        )
 
 
 def test_committed_notebook_has_no_outputs():
@@ -30,7 +32,17 @@ def test_sections_in_order():
         "".join(c["source"]).splitlines()[0] for c in notebook_json()["cells"] if c["cell_type"] == "markdown"
     ]
     sections = [h for h in headings if h.startswith("## ")]
-    expected = ["Setup", "Parameters", "Data", "Inspect", "models", "Training", "Results", "Generate", "Evaluate"]
+    expected = [
+        "Setup",
+        "Parameters",
+        "Data",
+        "Inspect",
+        "models",
+        "Training",
+        "Results",
+        "Generate",
+        "Evaluate",
+    ]
     assert len(sections) == len(expected)
     for heading, word in zip(sections, expected):
         assert word.lower() in heading.lower(), (heading, word)
@@ -46,7 +58,9 @@ def test_papermill_sees_every_parameter(default_parameters):
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
 def test_ruff_is_clean(command):
-    result = subprocess.run([sys.executable, "-m", "ruff", *command, "anime_gan.ipynb"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, "anime_gan.ipynb"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -75,8 +89,15 @@ def test_end_to_end_on_messy_folder(tmp_path):
         for key in ("loss_d", "loss_g", "d_real", "d_fake", "seconds", "images_per_second"):
             assert isinstance(row[key], float) and row[key] == row[key] and abs(row[key]) < 1e6, (key, row)
     assert (run / "checkpoints" / "checkpoint.pt").stat().st_size > 10_000
-    for name in ("progress.gif", "interpolation.png", "generated.png", "generator.safetensors", "generator.json",
-                 "anime_gan_results.zip", "plots/training_curves.png"):
+    for name in (
+        "progress.gif",
+        "interpolation.png",
+        "generated.png",
+        "generator.safetensors",
+        "generator.json",
+        "anime_gan_results.zip",
+        "plots/training_curves.png",
+    ):
         assert (run / name).stat().st_size > 0, name
     executed = json.loads(out.read_text())
     images = [o for c in executed["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
@@ -119,9 +140,18 @@ def test_bad_parameters_stop_with_a_clear_message(tmp_path, parameters, message)
 
 def test_real_faces_one_epoch(tmp_path):
     if not SHARED_FACES.is_dir():
-        pytest.skip(f"{SHARED_FACES} is absent (it lives beside the project only on developer and CI machines)")
-    out = run_notebook(tmp_path, DATA_DIR=str(SHARED_FACES), RUN_DIR=str(tmp_path / "run"), MAX_IMAGES=320,
-                       IMAGE_SIZE=64, EPOCHS=1, BATCH_SIZE=32)
+        pytest.skip(
+            f"{SHARED_FACES} is absent (it lives beside the project only on developer and CI machines)"
+        )
+    out = run_notebook(
+        tmp_path,
+        DATA_DIR=str(SHARED_FACES),
+        RUN_DIR=str(tmp_path / "run"),
+        MAX_IMAGES=320,
+        IMAGE_SIZE=64,
+        EPOCHS=1,
+        BATCH_SIZE=32,
+    )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["epochs"][0]["steps"] == 10
     assert "320" in notebook_text(out)

@@ -1,0 +1,29 @@
+"""Import anime_gan.ipynb's own functions (definitions only, no cell is run) for the benchmarks."""
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "anime_gan.ipynb"
+SHARED_FACES = ROOT.parent / "shared" / "data" / "anime-faces" / "images"
+
+
+def load_notebook():
+    """The notebook as a module of its imports, functions and classes."""
+    from importnb import Notebook
+
+    return Notebook.load_file(str(NOTEBOOK), include_non_defs=False, include_markdown_docstring=False, main=False)
+
+
+def default_parameters():
+    """The values of the notebook's `parameters` cell."""
+    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    values = {}
+    exec("".join(cell["source"]), {}, values)
+    return values
+
+
+def notebook_config(nb, **overrides):
+    """The notebook's Config for its default parameters plus overrides (given in UPPER case)."""
+    return nb.make_config({**default_parameters(), **overrides})
