@@ -39,7 +39,9 @@ def nb():
     """The notebook's imports, functions and classes (no cell is run: importnb keeps definitions only)."""
     from importnb import Notebook
 
-    return Notebook.load_file(str(NOTEBOOK), include_non_defs=False, include_markdown_docstring=False, main=False)
+    return Notebook.load_file(
+        str(NOTEBOOK), include_non_defs=False, include_markdown_docstring=False, main=False
+    )
 
 
 def notebook_json():
