@@ -12,7 +12,9 @@ def load_notebook():
     """The notebook as a module of its imports, functions and classes."""
     from importnb import Notebook
 
-    return Notebook.load_file(str(NOTEBOOK), include_non_defs=False, include_markdown_docstring=False, main=False)
+    return Notebook.load_file(
+        str(NOTEBOOK), include_non_defs=False, include_markdown_docstring=False, main=False
+    )
 
 
 def default_parameters():

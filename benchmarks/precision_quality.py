@@ -64,12 +64,11 @@ def main():
         hardware = nb.Hardware(device, precision, channels_last=precision == "bf16")
         paths = nb.make_run_folder(run)
         gan = nb.build_gan(config, hardware)
-        start_epoch, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, device)
+        _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, device)
         started = time.perf_counter()
         nb.train(
             gan,
             nb.place_images(faces.images, device),
-            start_epoch,
             metrics,
             fixed_noise,
             config,

@@ -42,12 +42,16 @@ def cpu_hardware(nb, precision="fp32"):
 
 def train_run(nb, config, hardware, images, init_seed=0):
     """What the notebook's cells do: run folder, fresh Gan, start_or_resume, train. Returns (gan, metrics, paths).
-    init_seed sets the fresh networks' random weights (a resumed run must not depend on it)."""
+    A non-zero init_seed scrambles the fresh networks' weights (a resumed run must not depend on them)."""
     paths = nb.make_run_folder(config.run_dir)
-    torch.manual_seed(init_seed)
     gan = nb.build_gan(config, hardware)
-    start_epoch, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, hardware.device)
-    nb.train(gan, images, start_epoch, metrics, fixed_noise, config, hardware, paths)
+    if init_seed:
+        torch.manual_seed(init_seed)
+        with torch.no_grad():
+            for parameter in [*gan.generator.parameters(), *gan.discriminator.parameters()]:
+                parameter.normal_(0.0, 0.02)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, hardware.device)
+    nb.train(gan, images, metrics, fixed_noise, config, hardware, paths)
     return gan, metrics, paths
 
 
@@ -978,3 +982,19 @@ def test_notebook_stops_on_corrupted_checkpoint_and_keeps_it(tmp_path, faces_dir
     assert files_below(tmp_path / "run" / "samples") == []
     executed = next((tmp_path / "out").glob("executed_*.ipynb"))
     assert CORRUPT in notebook_text(executed)
+
+
+def test_running_the_training_cell_twice_never_repeats_an_epoch(
+    nb, default_parameters, tiny_images, tmp_path
+):
+    """train() starts after the last epoch in metrics, so re-running the cell cannot retrain or overwrite epochs."""
+    hardware = cpu_hardware(nb, "fp32")
+    config = tiny_config(nb, default_parameters, tmp_path / "run", PRECISION="fp32", EPOCHS=2)
+    gan, metrics, paths = train_run(nb, config, hardware, tiny_images)
+    checkpoint = paths.checkpoint.read_bytes()
+    fixed_noise = nb.read_checkpoint(paths.checkpoint)["fixed_noise"]
+    nb.train(gan, tiny_images, metrics, fixed_noise, config, hardware, paths)
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
+    assert paths.checkpoint.read_bytes() == checkpoint
+    nb.train(gan, tiny_images, metrics, fixed_noise, replace(config, epochs=3), hardware, paths)
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]
