@@ -189,6 +189,9 @@ def main():
     parser.add_argument(
         "--variants", action="store_true", help="also time each precision / layout / compile variant"
     )
+    parser.add_argument(
+        "--full-decode", action="store_true", help="also time decoding and reloading the whole folder"
+    )
     args = parser.parse_args()
 
     nb = load_notebook()
