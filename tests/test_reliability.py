@@ -998,3 +998,23 @@ def test_running_the_training_cell_twice_never_repeats_an_epoch(
     assert paths.checkpoint.read_bytes() == checkpoint
     nb.train(gan, tiny_images, metrics, fixed_noise, replace(config, epochs=3), hardware, paths)
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]
+
+
+def test_save_to_drive_outside_colab_is_a_clear_error(nb):
+    with pytest.raises(nb.ConfigError, match="SAVE_TO_DRIVE works only in Google Colab"):
+        nb.mount_drive_run_dir("runs/anime_gan", in_colab=False)
+
+
+def test_save_to_drive_in_colab_mounts_drive_and_puts_the_run_there(nb, monkeypatch):
+    """A stand-in for google.colab.drive records the mount; the run folder lands under MyDrive."""
+    mounted = []
+    drive = types.SimpleNamespace(mount=mounted.append)
+    colab = types.ModuleType("google.colab")
+    colab.drive = drive
+    google = types.ModuleType("google")
+    google.colab = colab
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    run_dir = nb.mount_drive_run_dir("runs/anime_gan", in_colab=True)
+    assert mounted == ["/content/drive"]
+    assert run_dir == Path("/content/drive/MyDrive/runs/anime_gan")
