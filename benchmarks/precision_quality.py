@@ -61,7 +61,7 @@ def main():
             FID_REAL=args.fid_samples,
             FID_WEIGHTS=args.weights,
         )
-        hardware = nb.Hardware(device, precision, channels_last=precision == "bf16")
+        hardware = nb.choose_hardware(device, precision)
         paths = nb.make_run_folder(run)
         gan = nb.build_gan(config, hardware)
         _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, device)

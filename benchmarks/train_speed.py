@@ -211,9 +211,7 @@ def main():
     )
     device = nb.pick_device(config.device)
     precision = nb.pick_precision("auto", device)
-    hardware = nb.Hardware(
-        device, precision, channels_last=device.type in ("cuda", "cpu")
-    )  # as the notebook does
+    hardware = nb.choose_hardware(device, precision)  # as the notebook does
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
         f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}"
