@@ -6,7 +6,8 @@ alternatives on a run's checkpoint, with the same noise and the same real images
 
 - raw / EMA generator, eval mode (batch norm uses running statistics: each face depends only on its noise);
 - raw / EMA generator, train mode (batch norm uses the statistics of the batch of 500 being drawn);
-- EMA weights with un-averaged buffers (what use_buffers=False leaves: the initial statistics), eval mode.
+- EMA weights with the raw generator's batch-norm statistics (what use_buffers=False keeps: it copies the
+  buffers over after every update instead of averaging them), eval mode.
 
     python benchmarks/ema_sampling.py runs/reference --weights ../shared/models/fid-inception/weights-inception-2015-12-05-fidhelper-converted.pth
 """
@@ -35,7 +36,10 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("run_dir", help="a finished run folder (its checkpoint and image cache are read)")
+    parser.add_argument("run_dir", help="a finished run folder (its checkpoint is read)")
+    parser.add_argument(
+        "--cache-dir", default="runs/cache", help="the run's CACHE_DIR (its decoded images are read)"
+    )
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--real", type=int, default=1000)
     parser.add_argument("--weights", default="", help="local Inception weights for FID")
@@ -48,30 +52,23 @@ def main():
     hardware = nb.Hardware(torch.device("cpu"), "fp32", channels_last=False)
     gan = nb.build_gan(config, hardware)
     nb.load_training_state(gan, state)
-    cache = sorted(paths.cache.glob(f"faces_{config.image_size}px_*.npy"))[-1]
+    cache_dir = Path(args.cache_dir)
+    cache = sorted(cache_dir.glob(f"faces_{config.image_size}px_*.npy"))[-1]
     import numpy as np
 
     real = nb.real_images_for_fid(np.load(cache), args.real, config.seed)
     noise = torch.randn(args.samples, config.latent_dim, 1, 1, generator=torch.Generator().manual_seed(12345))
+    # What AveragedModel(use_buffers=False) draws with: averaged weights, but the raw generator's batch-norm
+    # statistics (it copies the buffers over after every update instead of averaging them).
     unaveraged = copy.deepcopy(gan.ema.module)
-    for (
-        name,
-        buffer,
-    ) in gan.generator.named_buffers():  # the state use_buffers=False would leave: initial statistics
-        initial = (
-            torch.zeros_like(buffer)
-            if "mean" in name
-            else torch.ones_like(buffer)
-            if "var" in name
-            else buffer
-        )
-        unaveraged.get_buffer(name).copy_(initial)
+    for name, buffer in gan.generator.named_buffers():
+        unaveraged.get_buffer(name).copy_(buffer)
     candidates = [
         ("EMA, eval mode, averaged BN statistics (notebook)", gan.ema.module, False),
         ("EMA, train mode (batch statistics)", gan.ema.module, True),
         ("raw, eval mode", gan.generator, False),
         ("raw, train mode (batch statistics)", gan.generator, True),
-        ("EMA, eval mode, BN statistics not averaged", unaveraged, False),
+        ("EMA weights, raw BN statistics (use_buffers=False)", unaveraged, False),
     ]
     print(
         f"run {args.run_dir}: epoch {state['epoch']}, {config.image_size} px, EMA decay {config.ema_decay}; "
@@ -84,7 +81,7 @@ def main():
             fakes,
             real,
             f"real_ema_probe_{cache.stem}_{len(real)}",
-            paths.cache,
+            cache_dir,
             args.weights,
             torch.device("cpu"),
         )

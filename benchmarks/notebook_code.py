@@ -1,6 +1,7 @@
 """Import anime_gan.ipynb's own functions (definitions only, no cell is run) for the benchmarks."""
 
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -9,12 +10,11 @@ SHARED_FACES = ROOT.parent / "shared" / "data" / "anime-faces" / "images"
 
 
 def load_notebook():
-    """The notebook as a module of its imports, functions and classes."""
-    from importnb import Notebook
+    """The notebook as a module of its imports, functions, classes and constants (no cell is run)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from notebook_module import load_notebook as load
 
-    return Notebook.load_file(
-        str(NOTEBOOK), include_non_defs=False, include_markdown_docstring=False, main=False
-    )
+    return load(NOTEBOOK)
 
 
 def default_parameters():

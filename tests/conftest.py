@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from notebook_module import load_notebook
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,12 +37,8 @@ TINY = dict(
 
 @pytest.fixture(scope="session")
 def nb():
-    """The notebook's imports, functions and classes (no cell is run: importnb keeps definitions only)."""
-    from importnb import Notebook
-
-    return Notebook.load_file(
-        str(NOTEBOOK), include_non_defs=False, include_markdown_docstring=False, main=False
-    )
+    """The notebook's imports, functions, classes and constants (no cell is run: see notebook_module.py)."""
+    return load_notebook(NOTEBOOK)
 
 
 def notebook_json():

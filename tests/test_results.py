@@ -6,6 +6,8 @@ papermill runs on tiny data (module-scoped fixtures), so the whole file stays fa
 import json
 import math
 import os
+import socket
+import urllib.error
 import zipfile
 
 import numpy as np
@@ -16,6 +18,7 @@ from PIL import Image, ImageSequence
 
 # The e2e runs below use TINY's 32 px images; a grid cell is the image plus 2 px padding.
 CELL = 32 + 2
+CPU = torch.device("cpu")
 CPU_FP32 = dict(device=torch.device("cpu"), precision="fp32", channels_last=False)
 NO_METRICS = {"epochs": [], "steps": {"loss_d": [], "loss_g": [], "d_real": [], "d_fake": []}, "fid": []}
 
@@ -423,7 +426,7 @@ def test_e2e_fid_rows_for_every_epoch_and_both_generators(fid_run):
         ), row
         assert row["fid"] > 0 and row["samples"] == 20 and row["real"] == 20, row
     assert (run / "plots" / "fid.png").stat().st_size > 0
-    assert any((run / "cache" / "fid").iterdir())  # the real statistics were cached in the run folder
+    assert any((run.parent / "runs" / "cache" / "fid").iterdir())  # real statistics cached in CACHE_DIR
     assert "FID/KID skipped" not in notebook_text(out)
 
 
@@ -438,7 +441,8 @@ def test_fid_unavailable_is_skipped_with_a_clear_message(offline_run):
     run, out = offline_run
     text = notebook_text(out)
     skipped = [line for line in text.splitlines() if "FID/KID skipped" in line]
-    assert skipped and "FID_WEIGHTS" in skipped[0], text[-2000:]
+    assert len(skipped) == 1 and "could not be downloaded" in skipped[0], text[-2000:]
+    assert "set FID_WEIGHTS to a local copy" in text
     assert json.loads((run / "metrics.json").read_text())["fid"] == []
     assert not (run / "plots" / "fid.png").exists()
     assert (run / "anime_gan_results.zip").exists()  # the run went on to the end
@@ -470,3 +474,82 @@ def test_e2e_results_zip_holds_what_a_user_keeps(e2e_run):
         assert not any(os.path.basename(name).startswith(".") for name in names), names  # no temp files
         for name in names:
             assert bundle.read(name) == (run / name).read_bytes(), name
+
+
+# --------------------------------------------------------------------------------------------------
+# FID errors told apart: only a failed download of the Inception weights asks for FID_WEIGHTS
+
+
+def fid_settings(nb, make_config, **overrides):
+    return make_config(FID_SAMPLES=10, FID_REAL=10, **overrides)
+
+
+def measure_with_failing_fid(nb, config, monkeypatch, error):
+    """measure_fid of a tiny generator, where torch-fidelity's part raises error."""
+
+    def fid_kid(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(nb, "fid_kid", fid_kid)
+    real = torch.zeros(10, 3, 32, 32, dtype=torch.uint8)
+    return nb.measure_fid(nb.build_generator(16, 8, 32), real, "x", config, CPU, ".")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")),
+        ConnectionResetError(104, "Connection reset by peer"),
+        socket.gaierror(-3, "Temporary failure in name resolution"),
+    ],
+    ids=["url-error", "connection-reset", "dns"],
+)
+def test_failed_weights_download_asks_for_fid_weights(nb, make_config, monkeypatch, capsys, error):
+    scores = measure_with_failing_fid(nb, fid_settings(nb, make_config), monkeypatch, error)
+    printed = capsys.readouterr().out
+    assert scores is None
+    assert "Inception weights could not be downloaded" in printed and "set FID_WEIGHTS" in printed
+
+
+def test_download_failure_wrapped_in_another_error_is_still_recognised(nb, make_config, monkeypatch, capsys):
+    try:
+        try:
+            raise urllib.error.URLError("no route to host")
+        except urllib.error.URLError as cause:
+            raise RuntimeError("could not load the feature extractor") from cause
+    except RuntimeError as wrapped:
+        error = wrapped
+    measure_with_failing_fid(nb, fid_settings(nb, make_config), monkeypatch, error)
+    assert "set FID_WEIGHTS" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        ValueError("Expected 4D input (got 3D input)"),
+        MemoryError(),
+    ],
+    ids=["out-of-memory", "a-bug", "host-memory"],
+)
+def test_other_fid_errors_name_themselves_and_do_not_blame_the_network(
+    nb, make_config, monkeypatch, capsys, error
+):
+    scores = measure_with_failing_fid(nb, fid_settings(nb, make_config), monkeypatch, error)
+    printed = capsys.readouterr().out
+    assert scores is None
+    assert f"FID/KID skipped because of an error: {type(error).__name__}" in printed
+    assert str(error) in printed
+    assert "FID_WEIGHTS" not in printed and "download" not in printed
+
+
+def test_network_error_with_local_weights_is_not_blamed_on_a_download(
+    nb, make_config, monkeypatch, capsys, tmp_path
+):
+    """With FID_WEIGHTS set nothing is downloaded, so a connection error there is reported as itself."""
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"x")
+    config = fid_settings(nb, make_config, FID_WEIGHTS=str(weights))
+    measure_with_failing_fid(nb, config, monkeypatch, ConnectionResetError(104, "reset"))
+    printed = capsys.readouterr().out
+    assert "because of an error: ConnectionResetError" in printed and "set FID_WEIGHTS" not in printed

@@ -1,0 +1,169 @@
+"""The data paths of a fresh Colab machine and of a user's own photos: the decoding cache is keyed on what the
+images are (so a fresh download, a copied folder or touched files still hit it, and a changed image misses it),
+the cache lives outside the run folder, and phone photos with an EXIF rotation decode upright."""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import notebook_text, run_notebook, write_faces
+from PIL import Image
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """24 small images in a nested layout, as a downloaded data set has."""
+    write_faces(tmp_path / "data" / "images", 16, size=40)
+    write_faces(tmp_path / "data" / "images" / "more", 8, size=40, seed=3, fmt="jpg")
+    return tmp_path / "data" / "images"
+
+
+@pytest.fixture
+def decode_counter(nb, monkeypatch):
+    """Counts how often the notebook decodes images (a cache hit decodes nothing)."""
+    calls = []
+    real = nb.decode_images
+
+    def counting(files, *args):
+        calls.append(len(files))
+        return real(files, *args)
+
+    monkeypatch.setattr(nb, "decode_images", counting)
+    return calls
+
+
+def prepare(nb, folder, cache, image_size=32, max_images=0):
+    return nb.prepare_dataset(folder, image_size, max_images, 0, cache)
+
+
+def test_second_run_hits_the_cache(nb, folder, tmp_path, decode_counter):
+    first = prepare(nb, folder, tmp_path / "cache")
+    second = prepare(nb, folder, tmp_path / "cache")
+    assert decode_counter == [24]
+    assert first.key == second.key and np.array_equal(first.images, second.images)
+
+
+def test_touching_every_file_still_hits_the_cache(nb, folder, tmp_path, decode_counter):
+    first = prepare(nb, folder, tmp_path / "cache")
+    for path in folder.rglob("*"):
+        os.utime(path, (1_000_000_000, 1_000_000_000))  # a fresh unzip gives new modification times
+    second = prepare(nb, folder, tmp_path / "cache")
+    assert decode_counter == [24] and second.key == first.key
+
+
+def test_a_copy_of_the_folder_elsewhere_hits_the_cache(nb, folder, tmp_path, decode_counter):
+    """A fresh Colab machine downloads the data set again, to a new place: same images, same key."""
+    first = prepare(nb, folder, tmp_path / "cache")
+    copy = tmp_path / "elsewhere" / "download" / "images"
+    shutil.copytree(folder, copy)  # copytree keeps no modification times of its own: copy2 would
+    for path in copy.rglob("*"):
+        os.utime(path, None)
+    second = prepare(nb, copy, tmp_path / "cache")
+    assert decode_counter == [24] and second.key == first.key
+    assert np.array_equal(first.images, second.images)
+
+
+def test_changing_one_images_bytes_misses_the_cache(nb, folder, tmp_path, decode_counter):
+    first = prepare(nb, folder, tmp_path / "cache")
+    victim = sorted(folder.rglob("*.png"))[5]
+    stat = victim.stat()
+    pixels = np.asarray(Image.open(victim)).copy()
+    pixels[0, 0] = 255 - pixels[0, 0]  # one pixel, same format, same size on disk or not: content differs
+    Image.fromarray(pixels).save(victim)
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even with the old modification time
+    second = prepare(nb, folder, tmp_path / "cache")
+    assert decode_counter == [24, 24] and second.key != first.key
+
+
+def test_a_renamed_image_misses_the_cache(nb, folder, tmp_path, decode_counter):
+    first = prepare(nb, folder, tmp_path / "cache")
+    victim = sorted(folder.rglob("*.png"))[0]
+    victim.rename(victim.with_name("renamed.png"))
+    assert prepare(nb, folder, tmp_path / "cache").key != first.key
+    assert decode_counter == [24, 24]
+
+
+@pytest.mark.parametrize(("image_size", "max_images"), [(64, 0), (32, 10)])
+def test_image_size_and_max_images_are_part_of_the_key(nb, folder, tmp_path, image_size, max_images):
+    first = prepare(nb, folder, tmp_path / "cache")
+    other = prepare(nb, folder, tmp_path / "cache", image_size=image_size, max_images=max_images)
+    assert other.key != first.key and other.images.shape[1] == image_size
+
+
+def test_decoder_version_is_part_of_the_key(nb, folder, tmp_path, monkeypatch, decode_counter):
+    first = prepare(nb, folder, tmp_path / "cache")
+    monkeypatch.setattr(nb, "DECODER_VERSION", nb.DECODER_VERSION + 1)
+    assert prepare(nb, folder, tmp_path / "cache").key != first.key
+    assert decode_counter == [24, 24]
+
+
+def test_cache_is_shared_by_runs_and_not_copied_into_run_folders(tmp_path, faces_dir):
+    """Two runs with different RUN_DIRs: the second loads the first's decoded array from CACHE_DIR."""
+    cache = tmp_path / "shared_cache"
+    run_notebook(tmp_path / "out", DATA_DIR=str(faces_dir), RUN_DIR=str(tmp_path / "a"), CACHE_DIR=str(cache))
+    out = run_notebook(
+        tmp_path / "out", DATA_DIR=str(faces_dir), RUN_DIR=str(tmp_path / "b"), CACHE_DIR=str(cache), EPOCHS=1
+    )
+    assert "decoding" not in notebook_text(out)  # no progress bar of a decoding pass: the cache was hit
+    assert len(list(cache.glob("faces_32px_*.npy"))) == 1
+    for run in (tmp_path / "a", tmp_path / "b"):
+        assert not list(run.rglob("*.npy")), list(run.rglob("*.npy"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# EXIF orientation
+
+
+def upright_test_image():
+    """A 60×40 (wide) image: red left half, blue right half, a green band along the top."""
+    pixels = np.zeros((40, 60, 3), dtype=np.uint8)
+    pixels[:, :30] = (220, 30, 30)
+    pixels[:, 30:] = (30, 30, 220)
+    pixels[:8] = (30, 200, 30)
+    return Image.fromarray(pixels)
+
+
+@pytest.mark.parametrize(
+    ("orientation", "stored_as"),
+    [(3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)],
+    ids=["upside-down", "rotated-cw", "rotated-ccw"],
+)
+def test_exif_rotated_jpeg_decodes_upright(nb, tmp_path, orientation, stored_as):
+    """A camera stores the pixels as the sensor saw them and the way to turn them upright in EXIF tag 274.
+    Decoding must apply it: the result equals the upright picture, not the stored one."""
+    upright = upright_test_image()
+    stored = upright.transpose(stored_as)  # what the sensor recorded ...
+    exif = Image.Exif()
+    exif[274] = orientation  # ... and how to turn it back upright
+    path = tmp_path / "photo.jpg"
+    stored.save(path, exif=exif, quality=95)
+
+    decoded, original_size = nb.load_image(path, 32)
+    expected = np.asarray(nb.ImageOps.fit(upright, (32, 32), Image.Resampling.LANCZOS)).astype(int)
+    wrong = np.asarray(nb.ImageOps.fit(stored, (32, 32), Image.Resampling.LANCZOS)).astype(int)
+    error, error_if_ignored = np.abs(decoded - expected).mean(), np.abs(decoded - wrong).mean()
+    assert error < 8 < error_if_ignored, (error, error_if_ignored)
+    assert sorted(original_size) == [40, 60]
+
+
+def test_exif_rotation_reaches_the_training_array(nb, tmp_path):
+    """Through prepare_dataset too: the decoded face has its green band at the top."""
+    upright = upright_test_image().transpose(Image.Transpose.ROTATE_90)  # stored sideways ...
+    exif = Image.Exif()
+    exif[274] = 6  # ... to be turned 90° clockwise
+    write_faces(tmp_path / "photos", 3, size=40)
+    upright.save(tmp_path / "photos" / "phone.jpg", exif=exif, quality=95)
+    faces = nb.prepare_dataset(tmp_path / "photos", 32, 0, 0, tmp_path)
+    green_rows = [np.argmax(face[:, :, 1].mean(axis=1)) for face in faces.images]
+    assert any(row < 8 and face[row, :, 1].mean() > 150 for row, face in zip(green_rows, faces.images))
+
+
+def test_run_folder_inside_data_dir_is_never_read_as_data(nb, tmp_path):
+    """RUN_DIR may lie inside DATA_DIR: the sample grids of earlier runs are never read as training data."""
+    write_faces(tmp_path / "images", 4)
+    run = tmp_path / "images" / "runs" / "anime_gan"
+    write_faces(run / "samples", 3)  # grids of an earlier run, with image extensions
+    files = nb.find_image_files(tmp_path / "images", skip=run)
+    assert len(files) == 4 and not any(Path(run) in path.parents for path in files)
