@@ -242,3 +242,14 @@ def test_headless_run_is_a_short_report(tmp_path, faces_dir):
     training = next(c for c in executed["cells"] if "train(gan, images_on_device" in "".join(c["source"]))
     figures = [o for o in training["outputs"] if "image/png" in o.get("data", {})]
     assert len(figures) == 3
+
+
+@pytest.mark.parametrize(("max_images", "expected"), [(0, 20_000), (500, 500), (50_000, 20_000)])
+def test_quick_is_a_cpu_run_that_draws_faces(make_config, max_images, expected):
+    """QUICK's settings, as measured to draw faces on a 2-core CPU (README, samples/RESULTS.md)."""
+    config = make_config(
+        QUICK=True, IMAGE_SIZE=128, BATCH_SIZE=256, EPOCHS=25, MAX_IMAGES=max_images, FID_SAMPLES=2000
+    )
+    assert (config.image_size, config.batch_size, config.epochs) == (32, 64, 2)
+    assert config.max_images == expected and config.fid_samples == 0 and config.fid_every == 0
+    assert make_config(QUICK=True, EPOCHS=1).epochs == 1  # a cap, not a floor
