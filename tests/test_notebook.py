@@ -196,6 +196,7 @@ def test_the_story_a_learner_reads_is_short():
     assert all(
         len(nonblank_lines(c)) <= 40 for c in visible if "parameters" not in c["metadata"].get("tags", [])
     )
+    assert all(len("".join(c["source"]).splitlines()) <= 60 for c in code_cells())  # helpers fit a glance too
 
 
 def test_every_parameter_is_a_one_line_colab_form_field_with_help():
