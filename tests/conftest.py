@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from notebook_module import load_notebook
 from PIL import Image
 
@@ -132,3 +133,38 @@ def notebook_text(path):
 def _quiet_threads(monkeypatch):
     """Keep BLAS from oversubscribing the two CI cores when tests start subprocesses."""
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
+
+
+def tiny_config(nb, default_parameters, run_dir, **overrides):
+    """The notebook's Config for its defaults, the TINY settings, run_dir and overrides."""
+    return nb.make_config({**default_parameters, **TINY, "RUN_DIR": str(run_dir), **overrides})
+
+
+def cpu_hardware(nb, precision="fp32"):
+    """The notebook's Hardware on the CPU; channels-last with 16-bit precisions, as the notebook pairs them."""
+    return nb.Hardware(torch.device("cpu"), precision, channels_last=precision != "fp32")
+
+
+def train_run(nb, config, hardware, images, init_seed=0):
+    """What the notebook's cells do: run folder, fresh Gan, start_or_resume, train. Returns (gan, metrics, paths).
+    A non-zero init_seed scrambles the fresh networks' weights (a resumed run must not depend on them)."""
+    paths = nb.make_run_folder(config.run_dir)
+    gan = nb.build_gan(config, hardware)
+    if init_seed:
+        torch.manual_seed(init_seed)
+        with torch.no_grad():
+            for parameter in [*gan.generator.parameters(), *gan.discriminator.parameters()]:
+                parameter.normal_(0.0, 0.02)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, hardware.device)
+    nb.train(gan, images, metrics, fixed_noise, config, hardware, paths)
+    return gan, metrics, paths
+
+
+@pytest.fixture(scope="session")
+def tiny_images(nb, tmp_path_factory):
+    """64 decoded 32 px faces as the uint8 tensor training reads (4 steps of 16 per epoch)."""
+    folder = tmp_path_factory.mktemp("tiny_faces")
+    write_faces(folder / "images", 64, size=40)
+    faces = nb.prepare_dataset(folder / "images", 32, 0, 0, folder / "cache")
+    assert faces.images.shape == (64, 32, 32, 3)
+    return nb.place_images(faces.images, torch.device("cpu"))

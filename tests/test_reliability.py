@@ -19,40 +19,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, notebook_text, run_notebook, write_faces
+from conftest import cpu_hardware, notebook_text, run_notebook, tiny_config, train_run, write_faces
 from PIL import Image
 
 CPU = torch.device("cpu")
-PRECISIONS = {"fp32": False, "bf16": True}  # precision -> channels_last, as the notebook pairs them
+PRECISIONS = ("fp32", "bf16")  # the CPU precisions (conftest.cpu_hardware pairs bf16 with channels-last)
 STEPS_PER_EPOCH = 4  # 64 images, BATCH_SIZE 16
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Helpers
-
-
-def tiny_config(nb, default_parameters, run_dir, **overrides):
-    """The notebook's Config for its defaults, the TINY settings, run_dir and overrides."""
-    return nb.make_config({**default_parameters, **TINY, "RUN_DIR": str(run_dir), **overrides})
-
-
-def cpu_hardware(nb, precision="fp32"):
-    return nb.Hardware(CPU, precision, channels_last=PRECISIONS[precision])
-
-
-def train_run(nb, config, hardware, images, init_seed=0):
-    """What the notebook's cells do: run folder, fresh Gan, start_or_resume, train. Returns (gan, metrics, paths).
-    A non-zero init_seed scrambles the fresh networks' weights (a resumed run must not depend on them)."""
-    paths = nb.make_run_folder(config.run_dir)
-    gan = nb.build_gan(config, hardware)
-    if init_seed:
-        torch.manual_seed(init_seed)
-        with torch.no_grad():
-            for parameter in [*gan.generator.parameters(), *gan.discriminator.parameters()]:
-                parameter.normal_(0.0, 0.02)
-    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, hardware.device)
-    nb.train(gan, images, metrics, fixed_noise, config, hardware, paths)
-    return gan, metrics, paths
 
 
 def training_state(gan):
@@ -138,17 +114,6 @@ def solid(path, color, size=(40, 40), mode="RGB", **save_options):
 
 # ---------------------------------------------------------------------------------------------------------
 # Fixtures
-
-
-@pytest.fixture(scope="module")
-def tiny_images(nb, tmp_path_factory):
-    """64 decoded 32 px faces as the uint8 tensor training reads (4 steps of 16 per epoch)."""
-    folder = tmp_path_factory.mktemp("tiny_faces")
-    write_faces(folder / "images", 64, size=40)
-    (folder / "cache").mkdir()
-    faces = nb.prepare_dataset(folder / "images", 32, 0, 0, folder / "cache")
-    assert faces.images.shape == (64, 32, 32, 3)
-    return nb.place_images(faces.images, CPU)
 
 
 @pytest.fixture(scope="module", params=list(PRECISIONS))

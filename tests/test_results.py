@@ -480,7 +480,7 @@ def test_e2e_results_zip_holds_what_a_user_keeps(e2e_run):
 # FID errors told apart: only a failed download of the Inception weights asks for FID_WEIGHTS
 
 
-def fid_settings(nb, make_config, **overrides):
+def fid_settings(make_config, **overrides):
     return make_config(FID_SAMPLES=10, FID_REAL=10, **overrides)
 
 
@@ -505,7 +505,7 @@ def measure_with_failing_fid(nb, config, monkeypatch, error):
     ids=["url-error", "connection-reset", "dns"],
 )
 def test_failed_weights_download_asks_for_fid_weights(nb, make_config, monkeypatch, capsys, error):
-    scores = measure_with_failing_fid(nb, fid_settings(nb, make_config), monkeypatch, error)
+    scores = measure_with_failing_fid(nb, fid_settings(make_config), monkeypatch, error)
     printed = capsys.readouterr().out
     assert scores is None
     assert "Inception weights could not be downloaded" in printed and "set FID_WEIGHTS" in printed
@@ -519,7 +519,7 @@ def test_download_failure_wrapped_in_another_error_is_still_recognised(nb, make_
             raise RuntimeError("could not load the feature extractor") from cause
     except RuntimeError as wrapped:
         error = wrapped
-    measure_with_failing_fid(nb, fid_settings(nb, make_config), monkeypatch, error)
+    measure_with_failing_fid(nb, fid_settings(make_config), monkeypatch, error)
     assert "set FID_WEIGHTS" in capsys.readouterr().out
 
 
@@ -535,7 +535,7 @@ def test_download_failure_wrapped_in_another_error_is_still_recognised(nb, make_
 def test_other_fid_errors_name_themselves_and_do_not_blame_the_network(
     nb, make_config, monkeypatch, capsys, error
 ):
-    scores = measure_with_failing_fid(nb, fid_settings(nb, make_config), monkeypatch, error)
+    scores = measure_with_failing_fid(nb, fid_settings(make_config), monkeypatch, error)
     printed = capsys.readouterr().out
     assert scores is None
     assert f"FID/KID skipped because of an error: {type(error).__name__}" in printed
@@ -549,7 +549,7 @@ def test_network_error_with_local_weights_is_not_blamed_on_a_download(
     """With FID_WEIGHTS set nothing is downloaded, so a connection error there is reported as itself."""
     weights = tmp_path / "weights.pth"
     weights.write_bytes(b"x")
-    config = fid_settings(nb, make_config, FID_WEIGHTS=str(weights))
+    config = fid_settings(make_config, FID_WEIGHTS=str(weights))
     measure_with_failing_fid(nb, config, monkeypatch, ConnectionResetError(104, "reset"))
     printed = capsys.readouterr().out
     assert "because of an error: ConnectionResetError" in printed and "set FID_WEIGHTS" not in printed

@@ -10,38 +10,17 @@ import json
 
 import pytest
 import torch
-from conftest import TINY, notebook_text, run_notebook, write_faces
+from conftest import cpu_hardware, notebook_text, run_notebook, tiny_config, train_run
 
 CPU = torch.device("cpu")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-@pytest.fixture(scope="module")
-def tiny_images(nb, tmp_path_factory):
-    """64 decoded 32 px faces as the uint8 tensor training reads (4 steps of 16 per epoch)."""
-    folder = tmp_path_factory.mktemp("resume_faces")
-    write_faces(folder / "images", 64, size=40)
-    faces = nb.prepare_dataset(folder / "images", 32, 0, 0, folder)
-    return nb.place_images(faces.images, CPU)
-
-
-def config_for(nb, default_parameters, run_dir, **overrides):
-    return nb.make_config({**default_parameters, **TINY, "RUN_DIR": str(run_dir), **overrides})
-
-
-def hardware_for(nb, precision):
-    return nb.Hardware(CPU, precision, channels_last=precision != "fp32")
-
-
 def one_epoch_checkpoint(nb, default_parameters, tiny_images, run_dir, precision):
-    """Train one epoch under `precision` and return (its checkpoint state, the run's paths)."""
-    config = config_for(nb, default_parameters, run_dir, PRECISION=precision, EPOCHS=1)
-    hardware = hardware_for(nb, precision)
-    paths = nb.make_run_folder(config.run_dir)
-    gan = nb.build_gan(config, hardware)
-    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, CPU)
-    nb.train(gan, tiny_images, metrics, fixed_noise, config, hardware, paths)
-    return nb.read_checkpoint(paths.checkpoint), paths
+    """Train one epoch under `precision` and return its checkpoint's state."""
+    config = tiny_config(nb, default_parameters, run_dir, PRECISION=precision, EPOCHS=1)
+    _, _, paths = train_run(nb, config, cpu_hardware(nb, precision), tiny_images)
+    return nb.read_checkpoint(paths.checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +29,7 @@ def checkpoints(nb, default_parameters, tiny_images, tmp_path_factory):
     return {
         precision: one_epoch_checkpoint(
             nb, default_parameters, tiny_images, tmp_path_factory.mktemp(precision) / "run", precision
-        )[0]
+        )
         for precision in PRECISIONS
     }
 
@@ -67,8 +46,8 @@ def test_checkpoint_resumes_under_every_other_precision(
     nb, default_parameters, tiny_images, checkpoints, tmp_path, capsys, saved, resumed
 ):
     state = copy.deepcopy(checkpoints[saved])
-    config = config_for(nb, default_parameters, tmp_path / "run", PRECISION=resumed, EPOCHS=2)
-    hardware = hardware_for(nb, resumed)
+    config = tiny_config(nb, default_parameters, tmp_path / "run", PRECISION=resumed, EPOCHS=2)
+    hardware = cpu_hardware(nb, resumed)
     gan = nb.build_gan(config, hardware)
     epoch, metrics, fixed_noise = nb.restore_checkpoint(gan, state, config)
     printed = capsys.readouterr().out
@@ -132,17 +111,6 @@ def test_end_to_end_fp32_run_resumes_in_bf16_and_back(tmp_path, faces_dir):
 # A stop inside a training step
 
 
-def straight(nb, default_parameters, tiny_images, run_dir):
-    """Two epochs without interruption: (the final training state, metrics)."""
-    config = config_for(nb, default_parameters, run_dir, PRECISION="fp32")
-    hardware = hardware_for(nb, "fp32")
-    paths = nb.make_run_folder(config.run_dir)
-    gan = nb.build_gan(config, hardware)
-    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, CPU)
-    nb.train(gan, tiny_images, metrics, fixed_noise, config, hardware, paths)
-    return state_of(gan), metrics
-
-
 def state_of(gan):
     return copy.deepcopy({name: getattr(gan, name).state_dict() for name in ("generator", "discriminator")})
 
@@ -153,7 +121,12 @@ def same_tensors(a, b):
 
 @pytest.fixture(scope="module")
 def straight_run(nb, default_parameters, tiny_images, tmp_path_factory):
-    return straight(nb, default_parameters, tiny_images, tmp_path_factory.mktemp("straight") / "run")
+    """Two fp32 epochs without interruption: (the final networks' state, metrics)."""
+    config = tiny_config(
+        nb, default_parameters, tmp_path_factory.mktemp("straight") / "run", PRECISION="fp32"
+    )
+    gan, metrics, _ = train_run(nb, config, cpu_hardware(nb), tiny_images)
+    return state_of(gan), metrics
 
 
 def losses_only(metrics):
@@ -167,8 +140,8 @@ def test_stop_inside_the_generator_update_then_run_the_cell_again(
     """KeyboardInterrupt inside G's update (D frozen at that moment): D is trainable again, the networks are
     back at the last checkpoint, and calling train() again on the same objects, as re-running the training
     cell does, ends bit-identical to the straight run."""
-    config = config_for(nb, default_parameters, tmp_path / "run", PRECISION="fp32")
-    hardware = hardware_for(nb, "fp32")
+    config = tiny_config(nb, default_parameters, tmp_path / "run", PRECISION="fp32")
+    hardware = cpu_hardware(nb, "fp32")
     paths = nb.make_run_folder(config.run_dir)
     gan = nb.build_gan(config, hardware)
     _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, CPU)
