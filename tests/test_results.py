@@ -6,6 +6,7 @@ papermill runs on tiny data (module-scoped fixtures), so the whole file stays fa
 import json
 import math
 import os
+import re
 import socket
 import urllib.error
 import zipfile
@@ -553,3 +554,51 @@ def test_network_error_with_local_weights_is_not_blamed_on_a_download(
     measure_with_failing_fid(nb, config, monkeypatch, ConnectionResetError(104, "reset"))
     printed = capsys.readouterr().out
     assert "because of an error: ConnectionResetError" in printed and "set FID_WEIGHTS" not in printed
+
+
+# --------------------------------------------------------------------------------------------------
+# Does it copy? Nearest training images of generated faces
+
+
+def test_nearest_images_finds_an_exact_copy_first_across_chunks(nb):
+    generator = np.random.default_rng(0)
+    images = generator.integers(0, 256, size=(50, 8, 8, 3), dtype=np.uint8)
+    wanted = [3, 31, 49]  # in the first, second and last chunk of 16
+    queries = torch.from_numpy(images[wanted]).permute(0, 3, 1, 2)
+    distances = nb.pixel_distances(queries, images, chunk=16)
+    assert distances.shape == (3, 50)
+    indices, nearest = nb.nearest_images(queries, images, k=3)
+    assert indices[:, 0].tolist() == wanted
+    assert nearest[:, 0].tolist() == [0.0, 0.0, 0.0]
+    assert (nearest[:, 1:] > 10).all() and (nearest.diff(dim=1) >= 0).all()  # random images are far apart
+
+
+def test_pixel_distance_is_the_rms_difference_on_the_0_255_scale(nb):
+    images = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    images[1] = 10  # every channel of every pixel 10 away from the query
+    query = torch.full((1, 3, 4, 4), 0, dtype=torch.uint8)
+    query[0, 0, 0, 0] = 40  # one of 48 values 40 away from image 0: RMS = sqrt(1600 / 48)
+    distances = nb.pixel_distances(query, images)
+    assert distances[0].tolist() == pytest.approx([math.sqrt(1600 / 48), math.sqrt((47 * 100 + 900) / 48)])
+
+
+def test_nearest_neighbours_figure_has_a_row_per_query_and_titles(nb):
+    images = np.random.default_rng(1).integers(0, 256, size=(20, 8, 8, 3), dtype=np.uint8)
+    queries = torch.from_numpy(images[:2]).permute(0, 3, 1, 2)
+    indices, distances = nb.nearest_images(queries, images, k=3)
+    figure = nb.neighbours_figure(queries, images, indices, distances)
+    titles = [axis.get_title() for axis in figure.axes]
+    assert len(figure.axes) == 2 * 4
+    assert titles[0] == "generated" and titles[1] == "0.0" and titles[4] == "generated"
+    np.testing.assert_array_equal(figure.axes[1].images[0].get_array(), images[indices[0, 0]])
+
+
+def test_e2e_nearest_neighbours_are_shown_and_saved(e2e_run):
+    run, out = e2e_run
+    figure = Image.open(run / "plots" / "nearest_neighbours.png")
+    assert figure.size[1] > figure.size[0] > 300  # 6 rows of 5 pictures
+    text = notebook_text(out)
+    found = re.search(r"generated faces (\d+\.\d), real faces \(to another real one\) (\d+\.\d)", text)
+    assert found and all(0 < float(value) < 256 for value in found.groups())
+    with zipfile.ZipFile(run / "anime_gan_results.zip") as bundle:
+        assert "plots/nearest_neighbours.png" in bundle.namelist()
