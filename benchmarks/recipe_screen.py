@@ -205,6 +205,11 @@ def run(nb, args, variant, seed, train_images, real_images, real_name):
             group["lr"] = options.get(key, config.lr)
     images = nb.place_images(train_images, hardware.device)
     seconds, seen, extra = train_variant(nb, gan, images, config, hardware, options)
+    saved = Path(args.work) / "generators" / f"{variant}_{args.size}px_seed{seed}"
+    saved.mkdir(parents=True, exist_ok=True)
+    nb.export_generator(
+        gan.sampler(), config, saved
+    )  # for a look at its faces, or the nearest-neighbour check
     generators = {"ema0.999": gan.sampler()}
     generators.update(
         {name: gan.generator if ema is None else ema.module for name, (ema, _) in extra.items()}
