@@ -26,6 +26,7 @@ import os
 import random
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -159,17 +160,17 @@ def train_variant(nb, gan, images, config, hardware, options):
     device, size, layout = hardware.device, config.batch_size, nb.memory_format(hardware)
     started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
+        history = torch.zeros(steps_per_epoch, 4, device=device)  # read back once per epoch: no per-step sync
         order, random_source = nb.epoch_random_sources(config.seed, epoch, len(images), device)
         for step in range(steps_per_epoch):
             indices = order[step * size : (step + 1) * size]
             real = nb.real_batch(images, indices, config.random_flip, random_source, device, layout)
             noise = torch.randn(size, config.latent_dim, 1, 1, device=device, generator=random_source)
-            if plain:
-                scores = nb.train_step(gan, real, noise, hardware)
-            else:
-                scores = variant_step(
-                    nb, gan, real, noise, hardware, augment, options.get("real_target", 1.0)
-                )
+            target = options.get("real_target", 1.0)
+            step_function = (
+                nb.train_step if plain else partial(variant_step, nb, augment=augment, real_target=target)
+            )
+            history[step] = step_function(gan, real, noise, hardware)
             global_step = (epoch - 1) * steps_per_epoch + step
             if gan.ema is not None:
                 nb.update_ema(gan.ema, gan.generator, config.ema_decay, global_step)
@@ -179,8 +180,8 @@ def train_variant(nb, gan, images, config, hardware, options):
                     first = total_steps // 2 if first == "half" else first
                     if global_step >= first:
                         nb.update_ema(ema, gan.generator, decay, global_step - first)
-            if not torch.isfinite(scores).all():
-                raise RuntimeError(f"diverged in epoch {epoch}, step {step}")
+        if not torch.isfinite(history).all():
+            raise RuntimeError(f"diverged in epoch {epoch}")
     seconds = time.perf_counter() - started
     return seconds, total_steps * size, extra
 
