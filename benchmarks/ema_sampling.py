@@ -32,6 +32,17 @@ def draw_in_mode(nb, generator, noise, train_mode, batch_size=500):
     return torch.cat([nb.to_uint8(model(chunk)) for chunk in noise.split(batch_size)])
 
 
+def only_cache(cache_dir, image_size):
+    """The one decoded-faces cache of this image size in cache_dir; exits saying what to pass otherwise."""
+    found = sorted(Path(cache_dir).glob(f"faces_{image_size}px_*.npy"))
+    if len(found) != 1:
+        names = ", ".join(path.name for path in found) or "none"
+        sys.exit(
+            f"{cache_dir} holds {len(found)} caches of {image_size} px faces ({names}): pass the run's with --images."
+        )
+    return found[0]
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -39,6 +50,11 @@ def main():
     parser.add_argument("run_dir", help="a finished run folder (its checkpoint is read)")
     parser.add_argument(
         "--cache-dir", default="runs/cache", help="the run's CACHE_DIR (its decoded images are read)"
+    )
+    parser.add_argument(
+        "--images",
+        default="",
+        help="the run's decoded faces (CACHE_DIR/faces_<size>px_<key>.npy), if several",
     )
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--real", type=int, default=1000)
@@ -53,7 +69,7 @@ def main():
     gan = nb.build_gan(config, hardware)
     nb.load_training_state(gan, state)
     cache_dir = Path(args.cache_dir)
-    cache = sorted(cache_dir.glob(f"faces_{config.image_size}px_*.npy"))[-1]
+    cache = Path(args.images) if args.images else only_cache(cache_dir, config.image_size)
     import numpy as np
 
     real = nb.real_images_for_fid(np.load(cache), args.real, config.seed)
