@@ -141,8 +141,8 @@ def tiny_config(nb, default_parameters, run_dir, **overrides):
 
 
 def cpu_hardware(nb, precision="fp32"):
-    """The notebook's Hardware on the CPU; channels-last with 16-bit precisions, as the notebook pairs them."""
-    return nb.Hardware(torch.device("cpu"), precision, channels_last=precision != "fp32")
+    """The notebook's Hardware on the CPU, as its own rule chooses it (channels-last in every precision)."""
+    return nb.choose_hardware(torch.device("cpu"), precision)
 
 
 def train_run(nb, config, hardware, images, init_seed=0):

@@ -167,3 +167,23 @@ def test_run_folder_inside_data_dir_is_never_read_as_data(nb, tmp_path):
     write_faces(run / "samples", 3)  # grids of an earlier run, with image extensions
     files = nb.find_image_files(tmp_path / "images", skip=run)
     assert len(files) == 4 and not any(Path(run) in path.parents for path in files)
+
+
+def test_other_run_folders_inside_data_dir_are_never_read_as_data(nb, tmp_path):
+    """An earlier run beside the current one (DATA_DIR=faces, RUN_DIR=faces/run2 after faces/run1): run1's grids,
+    plots and generated faces are not faces either. A plain sub-folder called samples/ is still read."""
+    write_faces(tmp_path / "faces", 4)
+    earlier = tmp_path / "faces" / "run1"
+    for part in ("samples", "plots", "checkpoints"):
+        write_faces(earlier / part, 2)
+    write_faces(earlier, 1)  # generated.png and the like, at the run folder's top
+    write_faces(tmp_path / "faces" / "more" / "samples", 3)  # a user's own folder that happens to be named so
+    files = nb.find_image_files(tmp_path / "faces", skip=tmp_path / "faces" / "run2")
+    assert len(files) == 7 and not any(earlier in path.parents for path in files)
+
+
+def test_data_dir_that_is_itself_shaped_like_a_run_folder_is_read(nb, tmp_path):
+    """Only run folders *below* DATA_DIR are skipped: pointing DATA_DIR at one on purpose finds its images."""
+    for part in ("samples", "plots", "checkpoints"):
+        write_faces(tmp_path / "folder" / part, 2)
+    assert len(nb.find_image_files(tmp_path / "folder")) == 6

@@ -94,6 +94,33 @@ def test_train_step_changes_both_networks_and_leaves_discriminator_trainable(nb,
     assert all(p.requires_grad for p in gan.discriminator.parameters())
 
 
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "expected"), [(False, False, False), (True, False, True), (False, True, True)]
+)
+def test_native_bf16_means_avx512_bf16_or_amx_not_onednn_emulation(
+    nb, monkeypatch, avx512_bf16, amx, expected
+):
+    """oneDNN reports bf16 support on any AVX-512 CPU, where bf16 is emulated and slow: auto must not pick it."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert nb.cpu_has_native_bf16() is expected
+
+
+@pytest.mark.parametrize(("capability", "expected"), [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_auto_precision_on_cuda_follows_the_chosen_gpu(nb, monkeypatch, capability, expected):
+    """A T4 (7.5) trains in fp16 with a scaler, an A100/H100 in bf16; the GPU asked about is the chosen one."""
+    asked = []
+    monkeypatch.setattr(
+        torch.cuda, "get_device_capability", lambda device=None: asked.append(device) or capability
+    )
+    device = torch.device("cuda:1")
+    assert nb.pick_precision("auto", device) == expected and asked == [device]
+    if expected == "fp16":
+        with pytest.raises(nb.ConfigError, match="no bf16"):
+            nb.pick_precision("bf16", device)
+
+
 def test_auto_precision_on_cpu_follows_native_bf16_support(nb, monkeypatch):
     monkeypatch.setattr(nb, "cpu_has_native_bf16", lambda: True)
     assert nb.pick_precision("auto", torch.device("cpu")) == "bf16"

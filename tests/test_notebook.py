@@ -254,3 +254,30 @@ def test_quick_is_a_cpu_run_that_draws_faces(make_config, max_images, expected):
     assert (config.image_size, config.batch_size, config.epochs) == (32, 64, 2)
     assert config.max_images == expected and config.fid_samples == 0 and config.fid_every == 0
     assert make_config(QUICK=True, EPOCHS=1).epochs == 1  # a cap, not a floor
+
+
+def test_quick_runs_in_its_own_folder(make_config, tmp_path):
+    """A QUICK run's 32 px checkpoint must not sit in the full run's RUN_DIR: the full run that a learner
+    starts next (same RUN_DIR, RESUME on) would stop with a checkpoint-size mismatch."""
+    assert make_config(QUICK=True, RUN_DIR="runs/anime_gan").run_dir == "runs/anime_gan_quick"
+    assert make_config(QUICK=True, RUN_DIR="runs/anime_gan/").run_dir == "runs/anime_gan_quick"
+    assert make_config(QUICK=True, RUN_DIR="runs/mine_quick").run_dir == "runs/mine_quick"  # not _quick_quick
+    assert make_config(QUICK=False, RUN_DIR="runs/anime_gan").run_dir == "runs/anime_gan"
+
+
+def documented_papermill_lines():
+    """Every line of the README, samples/RESULTS.md and the notebook's markdown that runs the notebook."""
+    texts = [(ROOT / name).read_text(encoding="utf-8") for name in ("README.md", "samples/RESULTS.md")]
+    texts += ["".join(c["source"]) for c in notebook_json()["cells"] if c["cell_type"] == "markdown"]
+    return [line for text in texts for line in text.splitlines() if "papermill anime_gan.ipynb " in line]
+
+
+def test_documented_commands_create_the_folder_papermill_writes_into():
+    """papermill saves the executed notebook before the first cell runs and refuses a missing folder, and a
+    fresh clone has no runs/: every documented command must create its output folder first."""
+    lines = documented_papermill_lines()
+    assert len(lines) >= 4, lines  # the README's first command, "your own images", RESULTS.md's two
+    for line in lines:
+        before, output = re.search(r"^(.*)papermill anime_gan\.ipynb (\S+)", line).groups()
+        folder = output.rpartition("/")[0]
+        assert folder in ("", ".") or f"mkdir -p {folder} " in before, line

@@ -492,6 +492,56 @@ def test_resume_with_different_network_shape_names_the_parameter(nb, saved_run, 
     assert saved_run.paths.checkpoint.read_bytes() == before
 
 
+def test_resume_on_images_from_elsewhere_is_refused(nb, saved_run, make_config, tmp_path):
+    """A run trained on the Kaggle faces must not go on training (or be re-evaluated) on a user's own
+    DATA_DIR just because RUN_DIR was left at its default: stop, change nothing, say what to do."""
+    before = saved_run.paths.checkpoint.read_bytes(), saved_run.paths.metrics.read_bytes()
+    (tmp_path / "my_photos").mkdir()
+    config = make_config(DATA_DIR=str(tmp_path / "my_photos"))
+    gan = nb.build_gan(config, cpu_hardware(nb))
+    with pytest.raises(nb.CheckpointError) as raised:
+        nb.start_or_resume(gan, nb.make_run_folder(config.run_dir), config, CPU)
+    text = str(raised.value)
+    assert "the Kaggle data set 'splcher/animefacedataset'" in text and "my_photos" in text
+    assert "Nothing was changed" in text and "new RUN_DIR" in text
+    assert (saved_run.paths.checkpoint.read_bytes(), saved_run.paths.metrics.read_bytes()) == before
+
+
+def test_same_data_folder_spelled_another_way_still_resumes(nb, make_config, tmp_path, monkeypatch):
+    (tmp_path / "faces").mkdir()
+    monkeypatch.chdir(tmp_path)
+    saved = {
+        "config": {"data_dir": str(tmp_path / "faces"), "dataset": "splcher/animefacedataset"},
+        "metrics": {},
+    }
+    nb.check_same_data(saved, make_config(DATA_DIR="faces"), None)  # relative now, absolute then: one folder
+    nb.check_same_data(saved, make_config(DATA_DIR="faces/", DATASET="someone/else"), None)  # DATASET unused
+    kaggle = {"config": {"data_dir": "", "dataset": "splcher/animefacedataset"}, "metrics": {}}
+    with pytest.raises(nb.CheckpointError, match="'someone/else'"):
+        nb.check_same_data(kaggle, make_config(DATASET="someone/else"), None)
+
+
+def test_the_same_images_moved_elsewhere_resume_and_changed_ones_in_place_get_a_note(
+    nb, make_config, tmp_path, capsys
+):
+    """From a laptop's folder to Colab's Drive: another path, but the same images (the same cache key)."""
+    (tmp_path / "laptop").mkdir(), (tmp_path / "drive").mkdir()
+    saved = {"config": {"data_dir": str(tmp_path / "laptop"), "dataset": ""}, "metrics": {"data_key": "k1"}}
+    nb.check_same_data(saved, make_config(DATA_DIR=str(tmp_path / "drive")), "k1")
+    assert capsys.readouterr().out == ""
+    with pytest.raises(nb.CheckpointError, match="laptop"):
+        nb.check_same_data(saved, make_config(DATA_DIR=str(tmp_path / "drive")), "k2")
+    nb.check_same_data(saved, make_config(DATA_DIR=str(tmp_path / "laptop")), "k2")  # images added in place
+    assert "changed since the checkpoint" in capsys.readouterr().out
+
+
+def test_a_fresh_run_records_its_images_key(nb, make_config):
+    config = make_config()
+    paths = nb.make_run_folder(config.run_dir)
+    _, metrics, _ = nb.start_or_resume(nb.build_gan(config, cpu_hardware(nb)), paths, config, CPU, "key123")
+    assert metrics["data_key"] == "key123"
+
+
 def test_resume_false_with_existing_run_overwrites_nothing(nb, saved_run, make_config):
     paths = saved_run.paths
     checkpoint, metrics = paths.checkpoint.read_bytes(), paths.metrics.read_bytes()
@@ -887,6 +937,8 @@ def test_papermill_text_values_are_converted(make_config, name, text, value):
         ("PRECISION", "fp8", "PRECISION must be 'auto', 'fp32', 'bf16' or 'fp16'"),
         ("DATA_DIR", 5, "DATA_DIR must be text in quotes"),
         ("IMAGE_SIZE", 48, "IMAGE_SIZE must be 32, 64 or 128, not 48."),
+        ("MAX_IMAGES", 10, "MAX_IMAGES (10) is below BATCH_SIZE (16): raise it, or use 0 for all."),
+        ("RUN_DIR", " ", "RUN_DIR is empty"),
     ],
 )
 def test_invalid_parameter_values_name_the_parameter(nb, make_config, name, value, message):
@@ -1024,3 +1076,10 @@ def test_relative_run_and_cache_folders_go_to_drive_and_absolute_ones_stay(
     base = drive if save_to_drive else Path()
     assert paths.root == base / "runs" / "anime_gan" and paths.samples.is_dir()
     assert cache_dir == tmp_path / "cache" and cache_dir.is_dir()  # an absolute CACHE_DIR stays where it is
+
+
+def test_fid_weights_path_may_start_with_the_home_folder(make_config, tmp_path, monkeypatch):
+    """'~/...' works for FID_WEIGHTS as it does for DATA_DIR, RUN_DIR and CACHE_DIR."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "inception.pth").write_bytes(b"weights")
+    assert make_config(FID_WEIGHTS="~/inception.pth").fid_weights == str(tmp_path / "inception.pth")

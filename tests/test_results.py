@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import urllib.error
 import zipfile
@@ -431,6 +432,27 @@ def test_e2e_fid_rows_for_every_epoch_and_both_generators(fid_run):
     assert "FID/KID skipped" not in notebook_text(out)
 
 
+def test_e2e_longer_resumed_run_keeps_the_earlier_evaluation(fid_run, tmp_path):
+    """Extending a finished run (EPOCHS 2 -> 3, RESUME on) must keep the epoch-2 FID/KID the evaluation
+    measured after its last checkpoint: the checkpoint the new run resumes from has to carry them too."""
+    run, _ = fid_run
+    shutil.copytree(run, tmp_path / "run")  # a copy: the other tests read the original
+    out = run_notebook(
+        tmp_path,
+        DATA_DIR=str(run.parent / "faces"),
+        RUN_DIR=str(tmp_path / "run"),
+        EPOCHS=3,
+        FID_WEIGHTS=str(SHARED_FID_WEIGHTS),
+        FID_SAMPLES=20,
+        FID_REAL=20,
+        FID_EVERY=1,
+    )
+    assert "Resuming after epoch 2 of 3" in notebook_text(out)
+    rows = json.loads((tmp_path / "run" / "metrics.json").read_text())["fid"]
+    found = sorted((row["epoch"], row["generator"]) for row in rows)
+    assert found == [(1, "ema"), (2, "ema"), (2, "raw"), (3, "ema"), (3, "raw")]
+
+
 def test_e2e_zip_holds_the_fid_results(fid_run):
     run, _ = fid_run
     with zipfile.ZipFile(run / "anime_gan_results.zip") as bundle:
@@ -571,6 +593,14 @@ def test_nearest_images_finds_an_exact_copy_first_across_chunks(nb):
     assert indices[:, 0].tolist() == wanted
     assert nearest[:, 0].tolist() == [0.0, 0.0, 0.0]
     assert (nearest[:, 1:] > 10).all() and (nearest.diff(dim=1) >= 0).all()  # random images are far apart
+
+
+def test_nearest_images_of_a_data_set_smaller_than_k_returns_them_all(nb):
+    """BATCH_SIZE 2 allows a 2- or 3-image data set; "Does it copy?" asks for 4 neighbours and must not crash."""
+    images = np.random.default_rng(2).integers(0, 256, size=(3, 8, 8, 3), dtype=np.uint8)
+    queries = torch.from_numpy(images[[2]]).permute(0, 3, 1, 2)
+    indices, distances = nb.nearest_images(queries, images, k=4)
+    assert indices.shape == distances.shape == (1, 3) and indices[0, 0] == 2 and distances[0, 0] == 0
 
 
 def test_pixel_distance_is_the_rms_difference_on_the_0_255_scale(nb):
