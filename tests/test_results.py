@@ -61,6 +61,10 @@ def e2e_run(tmp_path_factory):
     return folder / "run", out
 
 
+# FID/KID of 20 generated vs 20 real images after every epoch, from the shared offline Inception weights
+FID_EVERY_EPOCH = dict(FID_WEIGHTS=str(SHARED_FID_WEIGHTS), FID_SAMPLES=20, FID_REAL=20, FID_EVERY=1)
+
+
 @pytest.fixture(scope="module")
 def fid_run(tmp_path_factory):
     """A 2-epoch papermill run with FID/KID every epoch from the shared offline Inception weights."""
@@ -68,14 +72,7 @@ def fid_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fid_e2e")
     write_faces(folder / "faces", 64)
     out = run_notebook(
-        folder,
-        DATA_DIR=str(folder / "faces"),
-        RUN_DIR=str(folder / "run"),
-        EPOCHS=2,
-        FID_WEIGHTS=str(SHARED_FID_WEIGHTS),
-        FID_SAMPLES=20,
-        FID_REAL=20,
-        FID_EVERY=1,
+        folder, DATA_DIR=str(folder / "faces"), RUN_DIR=str(folder / "run"), EPOCHS=2, **FID_EVERY_EPOCH
     )
     return folder / "run", out
 
@@ -442,10 +439,7 @@ def test_e2e_longer_resumed_run_keeps_the_earlier_evaluation(fid_run, tmp_path):
         DATA_DIR=str(run.parent / "faces"),
         RUN_DIR=str(tmp_path / "run"),
         EPOCHS=3,
-        FID_WEIGHTS=str(SHARED_FID_WEIGHTS),
-        FID_SAMPLES=20,
-        FID_REAL=20,
-        FID_EVERY=1,
+        **FID_EVERY_EPOCH,
     )
     assert "Resuming after epoch 2 of 3" in notebook_text(out)
     rows = json.loads((tmp_path / "run" / "metrics.json").read_text())["fid"]
