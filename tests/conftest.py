@@ -168,3 +168,17 @@ def tiny_images(nb, tmp_path_factory):
     faces = nb.prepare_dataset(folder / "images", 32, 0, 0, folder / "cache")
     assert faces.images.shape == (64, 32, 32, 3)
     return nb.place_images(faces.images, torch.device("cpu"))
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--device",
+        default="cpu",
+        help="where tests marked `device` run: cpu (default), cuda, cuda:1 or mps (python -m pytest -m device --device cuda)",
+    )
+
+
+@pytest.fixture(scope="session")
+def test_device(request):
+    """The torch.device that tests marked `device` run on (--device)."""
+    return torch.device(request.config.getoption("--device"))

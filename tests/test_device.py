@@ -1,0 +1,529 @@
+"""The device-dependent code, tested on the CPU: device spelling (cuda vs cuda:0), the CPU-memory fallback for
+a data set too large for the GPU, autocast on MPS, fused Adam and the EMA update without host syncs, resume
+settings, cuDNN flags, FID on the chosen GPU, and the setup cell's installs.
+
+No GPU is needed: CUDA and MPS are mocked where only the choice matters, and PyTorch's FakeTensorMode places
+tensors on a fake `cuda:0` where the placement matters (forward passes only: a fake backward needs a driver).
+
+Tests marked `device` also run on a real accelerator: `python -m pytest -m device --device cuda`. On the CPU
+(the default) they run as part of the suite."""
+
+import contextlib
+import copy
+import importlib
+import types
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, cpu_hardware, tiny_config
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+CPU = torch.device("cpu")
+CUDA0 = torch.device("cuda", 0)
+
+
+def fake_cuda():
+    """A FakeTensorMode in which real CPU tensors may be moved to a fake cuda:0."""
+    return FakeTensorMode(allow_non_fake_inputs=True)
+
+
+def mock_cuda(monkeypatch, count=2, current=1):
+    """Make torch believe it has `count` CUDA GPUs, `current` being the current one."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: current)
+
+
+class HostReads(TorchDispatchMode):
+    """Counts the operations that read a tensor's value back to Python (.item(), bool(), int()): on a GPU each
+    one makes the CPU wait for the GPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+# ---- device spelling -------------------------------------------------------------------------------------
+def test_cpu_spelled_with_an_index_is_the_device_tensors_report(nb):
+    """torch.device("cpu:0") != torch.device("cpu"), the device every CPU tensor reports."""
+    assert nb.pick_device("cpu:0") == torch.zeros(1).device == CPU
+    with pytest.raises(nb.ConfigError, match="only one"):
+        nb.pick_device("cpu:1")
+
+
+@pytest.mark.parametrize(("requested", "expected"), [("auto", 1), ("cuda", 1), ("cuda:0", 0), ("cuda:1", 1)])
+def test_cuda_devices_carry_their_index(nb, monkeypatch, requested, expected):
+    """A GPU tensor reports cuda:N, and torch.device("cuda") is not equal to it: pick_device says which GPU."""
+    mock_cuda(monkeypatch, count=2, current=1)
+    assert nb.pick_device(requested) == torch.device("cuda", expected)
+
+
+def test_a_gpu_that_is_not_there_is_a_clear_error(nb, monkeypatch):
+    mock_cuda(monkeypatch, count=2, current=0)
+    with pytest.raises(nb.ConfigError, match="2 CUDA GPU"):
+        nb.pick_device("cuda:2")
+
+
+@pytest.mark.parametrize("requested", ["auto", "mps", "mps:0"])
+def test_mps_is_spelled_as_its_tensors_report_it(nb, monkeypatch, requested):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert nb.pick_device(requested) == torch.device("mps", 0)
+
+
+def test_batches_on_a_gpu_spelled_without_index_stay_on_it(nb):
+    """The data set on cuda:0 and DEVICE "cuda" (no index): the batch is indexed there, never pinned (pinning a
+    GPU tensor raises). The old comparison `batch.device != device` sent every batch to pin_memory()."""
+    images = torch.randint(0, 256, (8, 4, 4, 3), dtype=torch.uint8)
+    with fake_cuda():
+        on_gpu = images.to(CUDA0)
+        batch = nb.real_batch(on_gpu, torch.arange(4, device=CUDA0), False, None, torch.device("cuda"))
+        assert batch.device == CUDA0 and batch.shape == (4, 3, 4, 4) and batch.dtype == torch.float32
+
+
+# ---- the data set too large for the GPU ------------------------------------------------------------------
+def test_images_too_large_for_the_gpu_stay_in_cpu_memory_unpinned(nb, monkeypatch, capsys):
+    """Pinning the whole array (the pinned allocator rounds up to a power of two) could exhaust Colab's RAM."""
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 10**9))
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: pytest.fail("the whole data set was pinned"))
+    images = np.zeros((10, 8, 8, 3), np.uint8)  # 1,920 bytes, more than half of the 1,000 free
+    placed = nb.place_images(images, CUDA0)
+    assert placed.device == CPU and "stay in CPU memory" in capsys.readouterr().out
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10**9, 10**9))
+    with fake_cuda():
+        assert nb.place_images(images, CUDA0).device == CUDA0  # room enough: on the GPU
+
+
+def test_batches_from_cpu_memory_are_gathered_into_pinned_memory_and_copied_without_blocking(nb, monkeypatch):
+    """Each batch: gathered straight into a pinned buffer (where a driver exists), copied non-blocking."""
+    images = torch.randint(0, 256, (16, 4, 4, 3), dtype=torch.uint8)
+    indices = torch.tensor([3, 1, 7, 7])
+    made, copies = [], []
+    real_empty, real_to = torch.empty, torch.Tensor.to
+
+    def empty(*shape, pin_memory=False, **options):  # no driver here: record the request, allocate plainly
+        made.append(pin_memory)
+        return real_empty(*shape, **options)
+
+    def to(self, *args, non_blocking=False, **options):
+        copies.append(non_blocking)
+        return real_to(self, *args, non_blocking=non_blocking, **options)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch, "empty", empty)
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    with fake_cuda():
+        batch = nb.real_batch(images, indices, False, None, CUDA0, torch.contiguous_format)
+    assert batch.device == CUDA0 and batch.shape == (4, 3, 4, 4)
+    assert made[0] is True and copies[0] is True  # the first: the staging buffer and its copy
+    monkeypatch.undo()
+    gathered = nb.copy_batch_to(CPU, images, indices)  # the gather itself, checked by value
+    assert torch.equal(gathered, images[indices])
+
+
+def test_without_a_driver_nothing_is_pinned(nb):
+    """CUDA unavailable (the CI machine): the gather works and never asks for pinned memory."""
+    images = torch.randint(0, 256, (6, 4, 4, 3), dtype=torch.uint8)
+    batch = nb.copy_batch_to(CPU, images, torch.tensor([5, 0]))
+    assert not batch.is_pinned() and torch.equal(batch, images[[5, 0]])
+
+
+def test_the_epoch_order_lives_where_the_images_are(nb):
+    """With the images in CPU memory the order stays there too: no GPU-to-host copy of indices every step."""
+    meta = torch.device("meta")  # stands for "not the training device": any tensor can be placed there
+    order, _ = nb.epoch_random_sources(0, 1, 10, CPU, order_device=meta)
+    assert order.device == meta and order.shape == (10,)
+    assert nb.epoch_random_sources(0, 1, 10, CPU)[0].device == CPU  # by default: on the training device
+
+
+# ---- precision and autocast ------------------------------------------------------------------------------
+def test_fp32_never_creates_an_autocast_context(nb, monkeypatch):
+    """torch 2.3 and 2.4 raise for torch.autocast("mps", enabled=False): fp32 must not call it at all."""
+
+    def refuse(device_type, *args, **kwargs):
+        raise RuntimeError(f"User specified an unsupported autocast device_type '{device_type}'")
+
+    monkeypatch.setattr(torch, "autocast", refuse)
+    with nb.autocast(nb.Hardware(torch.device("mps", 0), "fp32", False)):
+        pass
+    with pytest.raises(RuntimeError, match="unsupported autocast"):  # the positive control: bf16 does call it
+        nb.autocast(nb.Hardware(CPU, "bf16", True))
+
+
+def test_bf16_autocast_computes_in_bf16(nb):
+    with nb.autocast(nb.Hardware(CPU, "bf16", True)):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(
+    ("requested", "ok"), [("auto", True), ("fp32", True), ("bf16", False), ("fp16", False)]
+)
+def test_mps_trains_in_fp32_only(nb, monkeypatch, requested, ok):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    mps = torch.device("mps", 0)
+    if ok:
+        assert nb.pick_precision(requested, mps) == "fp32"
+    else:
+        with pytest.raises(nb.ConfigError, match="MPS has no"):
+            nb.pick_precision(requested, mps)
+
+
+# ---- the networks, optimizers and EMA on a GPU (placement, with fake tensors) -----------------------------
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_a_gpu_gan_keeps_weights_and_ema_on_the_gpu_and_uses_fused_adam(
+    nb, make_config, monkeypatch, precision
+):
+    config = make_config()
+    # built outside the fake mode (it cannot swap parameters it created itself), then moved by build_gan
+    networks = {
+        "build_generator": nb.build_generator(config.latent_dim, config.g_width, config.image_size),
+        "build_discriminator": nb.build_discriminator(config.d_width, config.image_size),
+    }
+    for name, network in networks.items():
+        monkeypatch.setattr(nb, name, lambda *args, network=network: network)
+    with fake_cuda():
+        gan = nb.build_gan(config, nb.choose_hardware(CUDA0, precision))
+        weights = [*gan.generator.parameters(), *gan.discriminator.parameters(), *gan.ema.module.parameters()]
+        assert {tensor.device for tensor in weights} == {CUDA0}
+        assert {tensor.device for tensor in gan.ema.module.buffers()} == {CUDA0}
+        assert gan.generator(torch.randn(2, config.latent_dim, 1, 1, device=CUDA0)).device == CUDA0
+    assert gan.ema.n_averaged.device == CPU  # a host-side counter: update_ema never reads it from the GPU
+    assert all(group["fused"] for opt in (gan.opt_g, gan.opt_d) for group in opt.param_groups)
+
+
+def test_cpu_adam_is_the_default_kernel(nb, make_config):
+    """Fused Adam only on CUDA: on the CPU the default kernel, which every CPU figure was measured with."""
+    gan = nb.build_gan(make_config(), cpu_hardware(nb))
+    assert not any(group.get("fused") for group in gan.opt_g.param_groups)
+    assert nb.adam_settings(make_config(LR=0.0003, BETA1=0.4), CUDA0) == dict(
+        lr=0.0003, betas=(0.4, 0.999), fused=True
+    )
+
+
+def test_update_ema_is_bit_identical_to_averaged_model(nb, make_config, tiny_images):
+    """The written-out update does what AveragedModel.update_parameters with the EMA averaging function did."""
+    config = make_config()
+    hardware = cpu_hardware(nb)
+    gan = nb.build_gan(config, hardware)
+    reference = AveragedModel(gan.generator, use_buffers=True)
+    for step in range(5):
+        real = nb.real_batch(tiny_images, torch.arange(16), False, None, CPU)
+        nb.train_step(gan, real, torch.randn(16, config.latent_dim, 1, 1), hardware)
+        nb.update_ema(gan.ema, gan.generator, 0.999, step)
+        reference.multi_avg_fn = get_ema_multi_avg_fn(min(0.999, (1 + step) / (10 + step)))
+        reference.update_parameters(gan.generator)
+    mine, theirs = gan.ema.state_dict(), reference.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[key], theirs[key]) for key in mine)
+    assert int(gan.ema.n_averaged) == 5
+
+
+# ---- no host sync per step ----------------------------------------------------------------------------------
+def per_step_host_reads(nb, monkeypatch, config, hardware, images, fused):
+    """Host reads inside the per-step work (batch, train_step, EMA update) over one epoch, with Adam fused as on
+    CUDA (fused=True) or the plain kernel."""
+    settings = nb.adam_settings
+    monkeypatch.setattr(nb, "adam_settings", lambda c, d: {**settings(c, d), "fused": fused})
+    gan = nb.build_gan(config, hardware)
+    counter = HostReads()
+
+    def counted(function):
+        def run(*args, **kwargs):
+            with counter:
+                return function(*args, **kwargs)
+
+        return run
+
+    for name in ("real_batch", "train_step", "update_ema"):
+        monkeypatch.setattr(nb, name, counted(getattr(nb, name)))
+    nb.train_one_epoch(gan, images, 1, config, hardware)
+    monkeypatch.undo()
+    return counter.count
+
+
+def test_no_host_reads_per_step_with_the_fp16_scaler_and_ema(nb, monkeypatch, make_config, tiny_images):
+    """On a GPU each read makes the CPU wait. AveragedModel read its counter (`n_averaged == 0`) and GradScaler
+    with plain Adam read the overflow flag (.item()) every step; the fused kernel keeps that flag on the device.
+    The same count with plain Adam is the positive control: the counter does see the scaler's read."""
+    config = make_config(EMA_DECAY=0.999, LOG_EVERY=1000)
+    hardware = cpu_hardware(nb, "fp16")  # the T4 path: fp16 with the gradient scaler
+    assert per_step_host_reads(nb, monkeypatch, config, hardware, tiny_images, fused=True) == 0
+    assert per_step_host_reads(nb, monkeypatch, config, hardware, tiny_images, fused=False) >= 4
+
+
+# ---- resume settings -------------------------------------------------------------------------------------------
+def adam_state_after_a_step(fused, lr):
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(3))
+    optimizer = torch.optim.Adam([weight], lr=lr, betas=(0.5, 0.999), fused=fused)
+    weight.sum().backward()
+    optimizer.step()
+    return weight, optimizer
+
+
+@pytest.mark.parametrize(("saved_fused", "now_fused"), [(False, True), (True, False)])
+def test_resume_keeps_this_runs_adam_settings(nb, saved_fused, now_fused):
+    """load_state_dict brings back the checkpoint's lr, betas and `fused`: a CPU checkpoint resumed on a GPU
+    would lose the fused kernel, and a changed LR would be announced but silently ignored."""
+    _, saved = adam_state_after_a_step(saved_fused, lr=0.001)
+    weight = torch.nn.Parameter(torch.zeros(3))
+    optimizer = torch.optim.Adam([weight], lr=0.0005, betas=(0.4, 0.999), fused=now_fused)
+    nb.load_optimizer(optimizer, copy.deepcopy(saved.state_dict()))
+    group = optimizer.param_groups[0]
+    assert group["lr"] == 0.0005 and group["betas"] == (0.4, 0.999) and bool(group["fused"]) is now_fused
+    assert torch.equal(
+        optimizer.state[weight]["exp_avg"], saved.state[saved.param_groups[0]["params"][0]]["exp_avg"]
+    )
+    assert (
+        optimizer.state[weight]["step"].dtype == torch.float32 and int(optimizer.state[weight]["step"]) == 1
+    )
+    weight.sum().backward()
+    optimizer.step()  # the loaded state fits the kernel
+    assert int(optimizer.state[weight]["step"]) == 2
+
+
+def test_a_cpu_checkpoint_puts_adam_step_counters_on_the_weights_device_for_the_fused_kernel(nb):
+    """Fused Adam reads its step counters on the weights' device; a CPU checkpoint has them on the CPU. (The
+    weights on "meta" stand for a GPU's; the group is marked fused as build_gan marks it on CUDA.)"""
+    _, saved = adam_state_after_a_step(False, lr=0.001)
+    weight = torch.nn.Parameter(torch.zeros(3, device="meta"))
+    optimizer = torch.optim.Adam([weight], lr=0.001)
+    optimizer.param_groups[0]["fused"] = True
+    nb.load_optimizer(optimizer, copy.deepcopy(saved.state_dict()))
+    assert (
+        optimizer.state[weight]["step"].device == weight.device == optimizer.state[weight]["exp_avg"].device
+    )
+
+
+# ---- cuDNN flags, FID on the chosen GPU -----------------------------------------------------------------------
+@pytest.fixture
+def restore_backend_flags(monkeypatch):
+    """Put torch's global cuDNN and determinism switches back after the test."""
+    conv = torch.backends.cudnn.conv
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, conv.fp32_precision)
+    determinism = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    yield
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, conv.fp32_precision = saved
+    torch.use_deterministic_algorithms(determinism[0], warn_only=determinism[1])
+
+
+@pytest.mark.parametrize(("precision", "tf32"), [("fp32", "ieee"), ("bf16", "tf32"), ("fp16", "tf32")])
+def test_fast_cuda_settings_and_fp32_without_tf32(nb, restore_backend_flags, precision, tf32):
+    nb.configure_cuda(precision, deterministic=False)
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    assert torch.backends.cudnn.conv.fp32_precision == tf32
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_deterministic_cuda_settings(nb, restore_backend_flags):
+    import os
+
+    nb.configure_cuda("bf16", deterministic=True)
+    assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
+    assert torch.are_deterministic_algorithms_enabled() and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_old_torch_without_the_new_tf32_switch_uses_allow_tf32(nb, monkeypatch):
+    fake_cudnn = types.SimpleNamespace(allow_tf32=True)
+    monkeypatch.setattr(torch.backends, "cudnn", fake_cudnn)
+    nb.allow_tf32_convolutions(False)
+    assert fake_cudnn.allow_tf32 is False
+
+
+def test_fid_runs_inception_on_the_chosen_gpu(nb, monkeypatch, tmp_path):
+    """torch-fidelity's cuda=True means "the current GPU": with DEVICE cuda:1 that must be GPU 1."""
+    import torch_fidelity
+
+    entered, calls = [], []
+
+    @contextlib.contextmanager
+    def current_gpu(device):
+        entered.append(device)
+        yield
+        entered.append("left")
+
+    def calculate_metrics(**options):
+        calls.append((options["cuda"], list(entered)))
+        return dict.fromkeys(
+            ("frechet_inception_distance", "kernel_inception_distance_mean", "kernel_inception_distance_std"),
+            1.0,
+        )
+
+    monkeypatch.setattr(torch.cuda, "device", current_gpu)
+    monkeypatch.setattr(torch_fidelity, "calculate_metrics", calculate_metrics)
+    images = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    nb.fid_kid(images, images, "real", tmp_path, "", torch.device("cuda", 1))
+    assert calls == [(True, [torch.device("cuda", 1)])] and entered[-1] == "left"
+    nb.fid_kid(images, images, "real", tmp_path, "", CPU)
+    assert calls[-1] == (False, entered)  # on the CPU: no GPU context at all
+
+
+def test_real_features_of_a_gpu_and_a_cpu_are_cached_apart(nb):
+    names = {
+        nb.real_features_name("key", 2000, 0, device) for device in (CPU, CUDA0, torch.device("cuda", 1))
+    }
+    assert len(names) == 2 and all("key" in name and "2000" in name for name in names)
+
+
+def test_fid_without_torch_fidelity_is_skipped_with_the_install_command(nb, make_config, monkeypatch, capsys):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "torch_fidelity" else find_spec(name, *a),
+    )
+    generator = nb.build_generator(TINY["LATENT_DIM"], TINY["G_WIDTH"], TINY["IMAGE_SIZE"])
+    scores = nb.measure_fid(generator, None, "real", make_config(FID_SAMPLES=10), CPU, "unused")
+    assert scores is None and "pip install torch-fidelity" in capsys.readouterr().out
+
+
+# ---- torch.compile ----------------------------------------------------------------------------------------------
+def test_sampling_never_calls_the_compiled_network(nb):
+    """With COMPILE, eval mode and each sample batch size would recompile: draw() runs the plain forward."""
+    generator = nb.build_generator(TINY["LATENT_DIM"], TINY["G_WIDTH"], TINY["IMAGE_SIZE"])
+    generator.compile()
+    generator._compiled_call_impl = lambda *args, **kwargs: pytest.fail("sampling ran the compiled network")
+    images = nb.draw(generator, torch.randn(3, TINY["LATENT_DIM"], 1, 1))
+    assert images.shape == (3, 3, 32, 32) and images.dtype == torch.uint8 and generator.training
+
+
+# ---- the setup cell ---------------------------------------------------------------------------------------------
+def test_a_failed_install_of_a_required_package_stops_with_advice(nb, monkeypatch):
+    runs, invalidated = [], []
+    monkeypatch.setattr(
+        nb.subprocess,
+        "run",
+        lambda command, **kw: runs.append(command) or types.SimpleNamespace(returncode=1),
+    )
+    monkeypatch.setattr(nb.importlib, "invalidate_caches", lambda: invalidated.append(True))
+    with pytest.raises(ModuleNotFoundError, match="Internet"):
+        nb.install_packages(["kagglehub"], required=True)
+    assert runs[0][-1] == "kagglehub" and invalidated
+
+
+def test_a_failed_install_of_torch_fidelity_does_not_stop_the_notebook(nb, monkeypatch):
+    """On Kaggle with the internet off only FID needs it: training must still run."""
+    monkeypatch.setattr(nb.subprocess, "run", lambda command, **kw: types.SimpleNamespace(returncode=1))
+    assert nb.install_packages(["torch-fidelity"], required=False) is False
+    monkeypatch.setattr(nb.subprocess, "run", lambda command, **kw: types.SimpleNamespace(returncode=0))
+    assert nb.install_packages(["torch-fidelity"], required=False) is True
+    assert nb.install_packages([], required=True) is True  # nothing missing: no pip at all
+
+
+def test_only_torch_fidelity_is_optional(nb):
+    assert nb.OPTIONAL == ["torch_fidelity"] and "torch_fidelity" not in nb.REQUIRED
+    assert nb.missing_packages(["torch", "no_such_module_here"]) == ["no_such_module_here"]
+    assert nb.missing_packages(["PIL", "torch_fidelity"]) == []  # both installed here, by their import names
+
+
+# ---- on the real device (`-m device --device cuda` on a GPU machine; the CPU otherwise) ---------------------------
+@pytest.mark.device
+def test_batches_are_the_same_on_the_device_however_it_is_spelled(nb, test_device, tiny_images):
+    spellings = {test_device, torch.device(test_device.type), nb.pick_device(str(test_device))}
+    spellings.add(torch.device(test_device.type, test_device.index or 0))  # cpu:0 too: the old code pinned it
+    images = tiny_images.to(nb.pick_device(str(test_device)))
+    indices = torch.arange(8, device=images.device)
+    expected = nb.real_batch(tiny_images, torch.arange(8), False, None, CPU)
+    for device in spellings:
+        batch = nb.real_batch(images, indices, False, None, device)
+        assert batch.device.type == test_device.type and torch.equal(batch.cpu(), expected), device
+
+
+@pytest.mark.device
+def test_batches_from_cpu_memory_equal_batches_from_the_device(nb, test_device, tiny_images):
+    device = nb.pick_device(str(test_device))
+    on_device = tiny_images.to(device)
+    indices = torch.tensor([5, 2, 9, 2])
+    direct = nb.real_batch(on_device, indices.to(device), False, None, device)
+    copied = nb.real_batch(tiny_images, indices, False, None, device)  # CPU-resident data set
+    assert copied.device == direct.device and torch.equal(copied, direct)
+
+
+@pytest.mark.device
+def test_one_epoch_on_the_device_in_every_precision_it_has(
+    nb, test_device, default_parameters, tiny_images, tmp_path
+):
+    device = nb.pick_device(str(test_device))
+    precisions = ["fp32", "bf16"] if device.type == "cpu" else ["fp32"]
+    if device.type == "cuda":
+        precisions += ["fp16"] + (["bf16"] if torch.cuda.get_device_capability(device)[0] >= 8 else [])
+    images = nb.place_images(tiny_images.numpy(), device)
+    for precision in precisions:
+        config = tiny_config(
+            nb, default_parameters, tmp_path / precision, PRECISION=precision, DEVICE=str(device)
+        )
+        hardware = nb.choose_hardware(device, precision)
+        gan = nb.build_gan(config, hardware)
+        before = [tensor.detach().clone() for tensor in gan.generator.parameters()]
+        history = nb.train_one_epoch(gan, images, 1, config, hardware)
+        assert torch.isfinite(history).all() and history.shape == (4, 4), precision
+        assert any(not torch.equal(b, a.detach()) for b, a in zip(before, gan.generator.parameters()))
+        for optimizer in (gan.opt_g, gan.opt_d):
+            for group in optimizer.param_groups:
+                for parameter in group["params"]:
+                    state = optimizer.state[parameter]
+                    assert state["exp_avg"].device == parameter.device
+                    on_device = group.get("fused") or group.get("capturable")
+                    assert state["step"].device == (parameter.device if on_device else CPU)
+
+
+@pytest.mark.device
+def test_no_device_sync_inside_a_training_step(
+    nb, test_device, default_parameters, tiny_images, tmp_path, monkeypatch
+):
+    """On CUDA, torch raises at any sync inside the per-step work; on the CPU, count host reads with Adam fused."""
+    device = nb.pick_device(str(test_device))
+    precision = "fp16" if device.type in ("cuda", "cpu") else "fp32"
+    config = tiny_config(nb, default_parameters, tmp_path / "run", PRECISION=precision, LOG_EVERY=1000)
+    hardware = nb.choose_hardware(device, precision)
+    images = nb.place_images(tiny_images.numpy(), device)
+    if device.type != "cuda":
+        assert per_step_host_reads(nb, monkeypatch, config, hardware, images, fused=True) == 0
+        return
+    gan = nb.build_gan(config, hardware)
+    nb.train_one_epoch(gan, images, 1, config, hardware)  # warm-up: cuDNN's first-call work may sync
+
+    def strict(function):
+        def run(*args, **kwargs):
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                return function(*args, **kwargs)
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+
+        return run
+
+    for name in ("real_batch", "train_step", "update_ema"):
+        monkeypatch.setattr(nb, name, strict(getattr(nb, name)))
+    history = nb.train_one_epoch(gan, images, 2, config, hardware)
+    assert torch.isfinite(history).all()
+
+
+@pytest.mark.device
+def test_a_device_checkpoint_resumes_on_the_cpu(nb, test_device, default_parameters, tiny_images, tmp_path):
+    device = nb.pick_device(str(test_device))
+    config = tiny_config(nb, default_parameters, tmp_path / "run", DEVICE=str(device), EPOCHS=1)
+    hardware = nb.choose_hardware(device, "fp32")
+    paths = nb.make_run_folder(config.run_dir)
+    gan = nb.build_gan(config, hardware)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, device)
+    nb.train(gan, nb.place_images(tiny_images.numpy(), device), metrics, fixed_noise, config, hardware, paths)
+    cpu_config = tiny_config(nb, default_parameters, tmp_path / "run", DEVICE="cpu", EPOCHS=2)
+    cpu_gan = nb.build_gan(cpu_config, cpu_hardware(nb))
+    epoch, metrics, fixed_noise = nb.start_or_resume(cpu_gan, paths, cpu_config, CPU)
+    assert epoch == 1 and fixed_noise.device == CPU
+    for mine, theirs in zip(cpu_gan.generator.state_dict().values(), gan.generator.state_dict().values()):
+        assert torch.equal(mine, theirs.cpu())
+    nb.train(cpu_gan, tiny_images, metrics, fixed_noise, cpu_config, cpu_hardware(nb), paths)
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
