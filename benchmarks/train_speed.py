@@ -7,6 +7,10 @@ Also times first-time decoding, cached reload, and (on CPU) each precision / mem
 
     python benchmarks/train_speed.py                      # CPU, ~5 minutes on 2 cores
     python benchmarks/train_speed.py --device cuda --images 15000 --rounds 5
+    python benchmarks/train_speed.py --device cuda --data .gpu_faces/images   # on the lent GPU machine
+
+On CUDA it sets cuDNN up as the notebook does (configure_cuda), and the notebook's share of the peak is
+taken against the matmul peak of the number format it trains in (fp16 against fp16, bf16 against bf16).
 """
 
 import argparse
@@ -148,7 +152,7 @@ def timed(function, device):
     return time.perf_counter() - started, result
 
 
-def matmul_peak_gflops(device, dtype, size=2048, repeats=10):
+def matmul_peak_gflops(device, dtype, size, repeats=10):
     """Best achieved GFLOP/s of a size³ matmul in dtype: the peak the fractions below are relative to."""
     a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
     for _ in range(2):
@@ -169,7 +173,11 @@ def flops_per_image(nb, config, hardware, images):
     return counter.get_total_flops() / config.batch_size
 
 
-def main():
+PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def main(argv=None):
+    """Run the comparison; returns its figures (images/s, shares of peak) for benchmarks/gpu_check.py."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -187,12 +195,19 @@ def main():
         "--workers", type=int, default=2, help="DataLoader workers of the baseline (tutorial: 2)"
     )
     parser.add_argument(
+        "--peak-size", type=int, default=0, help="matmul side for the peak (0: 8192 GPU, 2048 CPU)"
+    )
+    parser.add_argument(
         "--variants", action="store_true", help="also time each precision / layout / compile variant"
     )
     parser.add_argument(
         "--full-decode", action="store_true", help="also time decoding and reloading the whole folder"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.image_size != 64:
+        parser.error("--image-size: the tutorial's networks (the baseline) are 64 px only")
+    if not Path(args.data).is_dir():
+        parser.error(f"--data {args.data!r} is not a folder of images (../shared is not on the GPU machine)")
 
     nb = load_notebook()
     cache = Path(tempfile.mkdtemp(prefix="bench_cache_"))
@@ -212,6 +227,8 @@ def main():
     device = nb.pick_device(config.device)
     precision = nb.pick_precision("auto", device)
     hardware = nb.choose_hardware(device, precision)  # as the notebook does
+    if device.type == "cuda":
+        nb.configure_cuda(precision, deterministic=False)  # cudnn.benchmark, as the notebook sets it
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
         f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}"
@@ -282,8 +299,10 @@ def main():
             )
 
     flops = flops_per_image(nb, config, hardware, images)
-    peak = {dtype: matmul_peak_gflops(device, dtype) for dtype in (torch.float32, torch.bfloat16)}
-    notebook_peak = peak[torch.bfloat16 if precision == "bf16" else torch.float32]
+    dtypes = {torch.float32, PEAK_DTYPES[precision]} | ({torch.bfloat16} if device.type == "cpu" else set())
+    peak_size = args.peak_size or (8192 if device.type == "cuda" else 2048)
+    peak = {dtype: matmul_peak_gflops(device, dtype, peak_size) for dtype in sorted(dtypes, key=str)}
+    notebook_peak = peak[PEAK_DTYPES[precision]]
     notebook, baseline = statistics.median(speeds["notebook"]), statistics.median(speeds["baseline"])
     print(
         f"\nFLOPs per image per training step: {flops / 1e9:.2f} GFLOP; measured matmul peak: "
@@ -303,6 +322,17 @@ def main():
 
     if args.variants:
         time_variants(nb, config, device, images, args)
+    return {
+        "device": str(device),
+        "precision": precision,
+        "batch_size": args.batch_size,
+        "notebook_images_per_s": notebook,
+        "baseline_images_per_s": baseline,
+        "ratio": notebook / baseline,
+        "notebook_share_of_peak": notebook * flops / 1e9 / notebook_peak,
+        "baseline_share_of_peak": baseline * flops / 1e9 / peak[torch.float32],
+        "gflop_per_image": flops / 1e9,
+    }
 
 
 def time_variants(nb, config, device, images, args):

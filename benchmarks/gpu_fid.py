@@ -1,0 +1,74 @@
+"""FID and KID, computed on this CPU, of the EMA generators that benchmarks/gpu_check.sh trained on the GPU
+machine, against shared faces the GPU never saw (those not listed in .gpu_faces/carried.txt).
+
+    python benchmarks/gpu_fid.py FOLDER --weights ../shared/models/fid-inception/weights-inception-2015-12-05-fidhelper-converted.pth
+
+FOLDER holds what the GPU call brought back (generators.json and generator_eNNN.safetensors). The notebook's own
+load_generator, generate_images and fid_kid do the work; ~3.5 min per 1,000 images on a 2-core CPU.
+"""
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from notebook_code import ROOT, SHARED_FACES, load_notebook  # noqa: E402
+
+
+def held_out_folder(carried_list, count, seed=0):
+    """A temporary folder of links to `count` shared faces that were not carried to the GPU."""
+    carried = set(Path(carried_list).read_text().split())
+    files = [path for path in sorted(SHARED_FACES.glob("*.jpg")) if path.name not in carried]
+    chosen = sorted(random.Random(seed).sample(files, min(count, len(files))))
+    folder = Path(tempfile.mkdtemp(prefix="held_out_faces_"))
+    for path in chosen:
+        (folder / path.name).symlink_to(path.resolve())
+    return folder
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("folder", help="the files gpu_check.sh wrote to $OUT")
+    parser.add_argument("--weights", default="", help="local Inception weights (FID_WEIGHTS)")
+    parser.add_argument("--samples", type=int, default=1000, help="generated images per generator")
+    parser.add_argument("--real", type=int, default=2000, help="held-out real faces")
+    parser.add_argument("--carried", default=str(ROOT / ".gpu_faces" / "carried.txt"))
+    parser.add_argument(
+        "--cache", default="runs/cache", help="where decoded faces and FID features are cached"
+    )
+    args = parser.parse_args()
+    folder = Path(args.folder)
+    nb = load_notebook()
+    record = json.loads((folder / "generators.json").read_text())
+    spec_path = Path(tempfile.mkdtemp()) / "generator.json"
+    spec_path.write_text(json.dumps(record["spec"]))
+    faces = nb.prepare_dataset(
+        held_out_folder(args.carried, args.real), record["spec"]["image_size"], 0, 0, args.cache
+    )
+    real = torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous()
+    cpu = torch.device("cpu")
+    name = nb.real_features_name(faces.key, len(real), 0, cpu)
+    print(
+        f"{len(real)} held-out real faces; {args.samples} generated per generator; CPU, torch {torch.__version__}"
+    )
+    print(f"{'epoch':>5} {'images seen':>12} {'FID':>8} {'KID':>8} {'± std':>7}")
+    for export in record["exports"]:
+        generator, spec = nb.load_generator(folder / export["file"], spec_path)
+        fakes = nb.generate_images(generator, args.samples, spec["latent_dim"], 1, cpu)
+        scores = nb.fid_kid(fakes, real, name, args.cache, args.weights, cpu)
+        print(
+            f"{export['epoch']:>5} {export['images_seen']:>12,} {scores['fid']:>8.2f} {scores['kid']:>8.4f} "
+            f"{scores['kid_std']:>7.4f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
