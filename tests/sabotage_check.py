@@ -1,12 +1,14 @@
-"""Check tests/test_learning.py's claims: it passes on the notebook's real loss functions, fails when the BCE
-targets are broken, and passes when all three targets are swapped together (the same game, sign flipped).
+"""Check the claims of tests/test_learning.py (faces) and tests/test_game_2d.py (points in the plane): each
+passes on the notebook's real loss functions, fails when the BCE targets are broken, and passes when all
+three targets are swapped together (the same game, sign flipped).
 
 For each variant this writes a copy of anime_gan.ipynb with the targets edited by exact string replacement
 (each string must occur exactly once, so a changed notebook stops the check loudly instead of testing the
-wrong thing), runs `python -m pytest -q tests/test_learning.py` on the copy (ANIME_GAN_NOTEBOOK names it),
-one variant at a time, and prints a table. Exit status 0 only when every row is OK.
+wrong thing), runs `python -m pytest -q` on each test file against the copy (ANIME_GAN_NOTEBOOK names it),
+one run at a time, and prints a table. Exit status 0 only when every row is OK.
 
-    python tests/sabotage_check.py            # about 5 x 35 s on 2 CPU cores
+    python tests/sabotage_check.py            # about 5 x (35 + 17) s on 2 CPU cores
+    python tests/sabotage_check.py tests/test_game_2d.py    # only the files named
 
 Not collected by pytest (the name does not start with test_)."""
 
@@ -31,8 +33,9 @@ GEN_0 = "return F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like
 # -q: the README's quiet output; no:importnb: where importnb is installed, its pytest plugin would collect
 # (and train) every test twice; no:cacheprovider: no .pytest_cache written for the throwaway copies.
 PYTEST_OPTIONS = ["-q", "-p", "no:importnb", "-p", "no:cacheprovider"]
+TEST_FILES = ["tests/test_learning.py", "tests/test_game_2d.py"]
 
-# name: (what it does, the (old, new) replacements, the expected outcome of test_learning.py)
+# name: (what it does, the (old, new) replacements, the expected outcome of each file in TEST_FILES)
 VARIANTS = {
     "real": ("the notebook as it is", [], "pass"),
     "a": ("D's targets swapped (real 0, fake 1), G's target 1", [(REAL_1, REAL_0), (FAKE_0, FAKE_1)], "fail"),
@@ -59,11 +62,11 @@ def edited(text, replacements):
     return text
 
 
-def run_tests(notebook_path):
-    """Run test_learning.py against notebook_path: ("pass" | "fail" | "error", pytest's summary, seconds)."""
+def run_tests(notebook_path, test_file):
+    """Run test_file against notebook_path: ("pass" | "fail" | "error", pytest's summary, seconds)."""
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", *PYTEST_OPTIONS, "tests/test_learning.py"],
+        [sys.executable, "-m", "pytest", *PYTEST_OPTIONS, test_file],
         cwd=ROOT,
         env={**os.environ, "ANIME_GAN_NOTEBOOK": str(notebook_path)},
         capture_output=True,
@@ -80,7 +83,7 @@ def run_tests(notebook_path):
     return outcome, summary, seconds
 
 
-def main():
+def main(test_files):
     text = NOTEBOOK.read_text(encoding="utf-8")
     copies = {name: edited(text, replacements) for name, (_, replacements, _) in VARIANTS.items()}
     rows = []
@@ -88,16 +91,22 @@ def main():
         for name, (description, _, expected) in VARIANTS.items():
             path = Path(folder) / f"anime_gan_{name}.ipynb"
             path.write_text(copies[name], encoding="utf-8")
-            print(f"variant {name}: {description} ...", file=sys.stderr, flush=True)
-            observed, summary, seconds = run_tests(path)
-            rows.append((name, description, expected, observed, observed == expected, seconds, summary))
-    print(f"{'variant':<8} {'expected':<8} {'observed':<8} {'OK':<3} {'seconds':>7}  {'pytest':<20} targets")
-    for name, description, expected, observed, ok, seconds, summary in rows:
+            for test_file in test_files:
+                print(f"variant {name}: {description}: {test_file} ...", file=sys.stderr, flush=True)
+                observed, summary, seconds = run_tests(path, test_file)
+                test = Path(test_file).stem
+                rows.append(
+                    (name, test, description, expected, observed, observed == expected, seconds, summary)
+                )
+    print(
+        f"{'variant':<8} {'test':<14} {'expected':<8} {'observed':<8} {'OK':<3} {'seconds':>7}  {'pytest':<20} targets"
+    )
+    for name, test, description, expected, observed, ok, seconds, summary in rows:
         print(
-            f"{name:<8} {expected:<8} {observed:<8} {'yes' if ok else 'NO':<3} {seconds:>7.0f}  {summary:<20} {description}"
+            f"{name:<8} {test:<14} {expected:<8} {observed:<8} {'yes' if ok else 'NO':<3} {seconds:>7.0f}  {summary:<20} {description}"
         )
-    return 0 if all(row[4] for row in rows) else 1
+    return 0 if all(row[5] for row in rows) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:] or TEST_FILES))
