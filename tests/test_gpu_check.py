@@ -40,8 +40,9 @@ def test_every_step_succeeds(smoke):
         if line.startswith("| ") and "---" not in line
     ]
     steps = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in rows[1:]}
-    expected = {"device tests", "notebook QUICK", "notebook fp32", "resume on the CPU", "speed batch 16"}
-    assert expected | {"train the default schedule", "notebook COMPILE"} == set(steps)
+    expected = {"device tests", "notebook QUICK", "resume on the CPU", "speed batch 16"}
+    skipped = {"notebook in each precision", "notebook COMPILE"}
+    assert expected | skipped | {"train the default schedule"} == set(steps)
     assert all(steps[step] == "ok" for step in expected | {"train the default schedule"}), steps
     assert (out / "gpu_check.log").stat().st_size > 1000
 
