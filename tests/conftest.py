@@ -1,8 +1,14 @@
 """Shared fixtures: the notebook's own code imported in-process, its default parameters, image folders
-made on the fly, and a papermill runner for end-to-end runs on tiny data."""
+made on the fly, a papermill runner for end-to-end runs on tiny data, and the end-to-end runs that several
+test files read (one run serves many tests: each papermill run costs seconds of kernel start-up)."""
 
+import atexit
 import json
 import os
+import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +17,14 @@ import torch
 from notebook_module import load_notebook
 from PIL import Image
 
+# One thread in this process and in every kernel the tests start (OMP_NUM_THREADS, inherited), unless it is
+# set. The networks here are tiny: a second thread buys little, and the same thread count gives the same
+# float results on any machine. On a shared 2-core machine two OpenMP threads per process also spin against
+# the other processes: 2 epochs of the report run's 32 tiny steps took 1.0 s with one thread and 107-133 s
+# with two while another job ran (3 processes on 2 cores).
+TEST_THREADS = int(os.environ.setdefault("OMP_NUM_THREADS", "1"))
+torch.set_num_threads(TEST_THREADS)
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "anime_gan.ipynb"
 SHARED = ROOT.parent / "shared"
@@ -18,6 +32,25 @@ SHARED_FACES = SHARED / "data" / "anime-faces" / "images"
 SHARED_FID_WEIGHTS = (
     SHARED / "models" / "fid-inception" / "weights-inception-2015-12-05-fidhelper-converted.pth"
 )
+# On CI (CI=true, as GitHub Actions and most services set it) ../shared must be there: a test that needs it
+# fails instead of skipping, so a missing folder can never turn into a quietly shorter suite. (.ci/run reads
+# CI the same way, and stops before installing anything.)
+NOT_CI = ("", "0", "false", "no")
+
+
+def running_on_ci():
+    """True when the CI variable says so (any value but empty, 0, false or no, in any case)."""
+    return os.environ.get("CI", "").strip().lower() not in NOT_CI
+
+
+def needs_shared(path):
+    """Skip unless path (a file or folder in ../shared) is present; on CI, fail instead."""
+    if not Path(path).exists():
+        reason = f"{path} is absent (../shared lives beside the project only on developer and CI machines)"
+        if running_on_ci():
+            pytest.fail(f"{reason}; on CI (CI={os.environ['CI']}) it must be there.", pytrace=False)
+        pytest.skip(reason)
+
 
 # Tiny settings: every end-to-end run finishes in seconds on 2 CPU cores.
 TINY = dict(
@@ -33,6 +66,7 @@ TINY = dict(
     FID_SAMPLES=0,
     FID_REAL=32,
     DEVICE="cpu",
+    PRECISION="fp32",  # not "auto": that trains in bf16 on some CPUs and fp32 on others
 )
 
 
@@ -95,6 +129,50 @@ def faces_dir(tmp_path):
     return tmp_path / "faces"
 
 
+# Every end-to-end run starts the same kernel, whatever is installed or registered on the machine:
+#  - "python3" is this interpreter (a kernelspec registered elsewhere, e.g. by another Python's
+#    `ipykernel install --user`, could otherwise run the notebook under other packages), and
+#  - ipywidgets is hidden from it, so tqdm draws text bars and the notebook reports headless
+#    (LIVE_FRONT_END False), as on CI; the live path is tested in-process (test_notebook.py).
+KERNEL_SPEC = {
+    "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+    "display_name": "Python 3 (the tests' interpreter)",
+    "language": "python",
+}
+WIDGET_BLOCKER = 'raise ImportError("ipywidgets is hidden from the tests\' kernel (tests/conftest.py)")\n'
+
+
+def kernel_support_folder():
+    """A folder (made once per session) holding the pinned kernelspec and the ipywidgets blocker."""
+    if not getattr(kernel_support_folder, "path", None):
+        folder = Path(tempfile.mkdtemp(prefix="anime_gan_kernel_"))
+        atexit.register(shutil.rmtree, folder, True)
+        (folder / "jupyter" / "kernels" / "python3").mkdir(parents=True)
+        (folder / "jupyter" / "kernels" / "python3" / "kernel.json").write_text(json.dumps(KERNEL_SPEC))
+        (folder / "hide" / "ipywidgets").mkdir(parents=True)
+        (folder / "hide" / "ipywidgets" / "__init__.py").write_text(WIDGET_BLOCKER)
+        kernel_support_folder.path = folder
+    return kernel_support_folder.path
+
+
+@contextmanager
+def kernel_environment():
+    """Inside: JUPYTER_PATH finds the pinned kernelspec first, and PYTHONPATH starts with the ipywidgets
+    blocker (other entries, such as a test's stand-in packages, stay). Restored afterwards."""
+    folder = kernel_support_folder()
+    saved = {name: os.environ.get(name) for name in ("JUPYTER_PATH", "PYTHONPATH")}
+    for name, first in (("JUPYTER_PATH", folder / "jupyter"), ("PYTHONPATH", folder / "hide")):
+        os.environ[name] = os.pathsep.join(p for p in (str(first), saved[name]) if p)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run_notebook(output_dir, **parameters):
     """Execute the notebook with papermill and the TINY settings plus `parameters`; returns the output path.
     Raises papermill's PapermillExecutionError (its message holds the notebook's error) on failure."""
@@ -103,15 +181,16 @@ def run_notebook(output_dir, **parameters):
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     output = output_dir / f"executed_{len(list(output_dir.glob('executed_*.ipynb')))}.ipynb"
-    papermill.execute_notebook(
-        str(NOTEBOOK),
-        str(output),
-        parameters={**TINY, **parameters},
-        kernel_name="python3",
-        progress_bar=False,
-        cwd=str(output_dir),
-        execution_timeout=600,
-    )
+    with kernel_environment():
+        papermill.execute_notebook(
+            str(NOTEBOOK),
+            str(output),
+            parameters={**TINY, **parameters},
+            kernel_name="python3",
+            progress_bar=False,
+            cwd=str(output_dir),
+            execution_timeout=600,
+        )
     return output
 
 
@@ -127,12 +206,6 @@ def notebook_text(path):
             else:
                 texts.append("".join(output.get("data", {}).get("text/plain", "")))
     return "\n".join(texts)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_threads(monkeypatch):
-    """Keep BLAS from oversubscribing the two CI cores when tests start subprocesses."""
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
 
 
 def tiny_config(nb, default_parameters, run_dir, **overrides):

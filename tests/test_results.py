@@ -241,7 +241,10 @@ def tiny_gan(nb, make_config, faces_dir, hardware=None, **overrides):
 
 
 # fp32 with the usual layout, and bf16 training with channels-last weights (what "auto" picks on CUDA and on
-# CPUs with native bf16): either way the exported copy must draw exactly what the EMA generator draws.
+# CPUs with native bf16): either way the exported copy holds exactly the EMA generator's weights and draws
+# what it draws. The export is contiguous: against a channels-last model, convolutions run other kernels,
+# whose float sums may differ in the last bits on other CPUs or oneDNN versions, so those pictures are
+# compared with a tolerance (the weights stay exact).
 @pytest.mark.parametrize(("precision", "channels_last"), [("fp32", False), ("bf16", True)])
 def test_exported_generator_draws_the_same_images(
     nb, make_config, faces_dir, tmp_path, precision, channels_last
@@ -258,9 +261,15 @@ def test_exported_generator_draws_the_same_images(
     drawn = nb.draw(reloaded, noise)
     assert drawn.shape == (12, 3, config.image_size, config.image_size) and drawn.dtype == torch.uint8
     assert drawn.float().std() > 1  # real pictures, not one flat colour that any generator would match
-    assert torch.equal(drawn, nb.draw(gan.sampler(), noise))
+    original = nb.draw(gan.sampler(), noise)
     with torch.no_grad():  # and before rounding to uint8 too
-        assert torch.equal(reloaded(noise), gan.sampler().eval()(noise))
+        pixels, original_pixels = reloaded(noise), gan.sampler().eval()(noise)
+    if channels_last:  # another memory layout: equal up to float rounding
+        torch.testing.assert_close(pixels, original_pixels, rtol=0, atol=1e-5)
+        differences = (drawn.int() - original.int()).abs()
+        assert differences.max() <= 1 and (differences > 0).float().mean() < 0.001
+    else:  # the same layout, the same kernels: bit for bit
+        assert torch.equal(pixels, original_pixels) and torch.equal(drawn, original)
 
     assert spec == json.loads(spec_path.read_text())
     sizes = {"latent_dim": config.latent_dim, "width": config.g_width, "image_size": config.image_size}
