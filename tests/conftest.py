@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import types
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -206,6 +207,154 @@ def notebook_text(path):
             else:
                 texts.append("".join(output.get("data", {}).get("text/plain", "")))
     return "\n".join(texts)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# End-to-end runs shared by several test files (session-scoped: each runs once, whoever asks first)
+
+
+def make_messy_folder(folder):
+    """Mixed sizes, modes and formats, a nested folder, an upper-case extension, one corrupt JPEG, and hidden
+    files and folders (a thumbnail cache, macOS's "._" companions) that must not be read: 66 image files."""
+    write_faces(folder, 40, size=40, fmt="png")
+    write_faces(folder / "nested" / "deeper", 12, size=70, seed=1, fmt="jpg")
+    for index, path in enumerate(write_faces(folder / "modes", 12, size=36, seed=2)):
+        image = Image.open(path)
+        [image.convert("L"), image.convert("P"), image.convert("RGBA")][index % 3].save(path)
+    Image.open(path).convert("RGB").save(folder / "SHOUTING.JPG")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    write_faces(folder / ".thumbnails", 3, seed=4)  # hidden folder: its images are not counted
+    (folder / "._face_0000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # hidden file, not an image
+    write_faces(folder / "nested", 1, seed=5)[0].rename(folder / "nested" / ".hidden.png")
+
+
+FAKE_USER, FAKE_KEY = "fakeuser_Zq7Wm4Kx", "fakekey_c0ffee5ecret9b1e77d4a0"
+FAKE_KAGGLEHUB = """
+import os
+from pathlib import Path
+
+
+def dataset_download(handle, *args, **kwargs):
+    \"\"\"Stand-in for kagglehub: record the request, return the prepared folder. No network.\"\"\"
+    Path(os.environ["FAKE_KAGGLE_LOG"]).write_text(handle)
+    return os.environ["FAKE_KAGGLE_FOLDER"]
+"""
+# Every download goes to a closed local port; the proxies' variables in lower and upper case.
+OFFLINE_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+@pytest.fixture(scope="session")
+def report_run(tmp_path_factory):
+    """One headless papermill run read by test_notebook.py (the messy folder, a short report), test_results.py
+    (GIF, latent walk, zip, nearest neighbours, FID without weights offline) and test_reliability.py
+    (credentials): 4 epochs of BATCH_SIZE 2 on the messy folder, which DATA_DIR "" fetches through a
+    stand-in kagglehub while KAGGLE_USERNAME / KAGGLE_KEY are set; FID is asked for (10 vs 10) without
+    FID_WEIGHTS and without internet, and torch's download cache is an empty folder."""
+    folder = tmp_path_factory.mktemp("report")
+    make_messy_folder(folder / "images")
+    fake = folder / "fake_packages" / "kagglehub"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(FAKE_KAGGLEHUB)
+    with pytest.MonkeyPatch.context() as patch:  # the papermill kernel inherits this environment
+        patch.setenv("PYTHONPATH", os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")]))
+        patch.setenv("FAKE_KAGGLE_LOG", str(folder / "download.log"))
+        patch.setenv("FAKE_KAGGLE_FOLDER", str(folder / "images"))
+        patch.setenv("KAGGLE_USERNAME", FAKE_USER)
+        patch.setenv("KAGGLE_KEY", FAKE_KEY)
+        for name in OFFLINE_PROXIES:
+            patch.setenv(name, "http://127.0.0.1:9")
+        for name in ("NO_PROXY", "no_proxy"):
+            patch.delenv(name, raising=False)
+        patch.setenv("TORCH_HOME", str(folder / "torch_home"))
+        out = run_notebook(
+            folder / "out",
+            DATA_DIR="",
+            RUN_DIR=str(folder / "run"),
+            EPOCHS=4,
+            BATCH_SIZE=2,
+            FID_SAMPLES=10,
+            FID_REAL=10,
+        )
+    return types.SimpleNamespace(
+        folder=folder, images=folder / "images", run=folder / "run", out=out, text=notebook_text(out)
+    )
+
+
+# A stand-in for torch-fidelity, so the FID plumbing runs end to end without ../shared's Inception weights:
+# its "FID" is the mean absolute difference of the two sets' mean images (a deterministic function of the
+# images, so a resumed run and a straight one must agree on it), and every call is logged.
+FAKE_TORCH_FIDELITY = """
+import json
+import os
+
+import numpy as np
+
+
+def calculate_metrics(input1, input2, **options):
+    \"\"\"Stand-in for torch_fidelity.calculate_metrics: a deterministic score, each call logged.\"\"\"
+    fakes, real = (np.stack([np.asarray(item) for item in data]).astype(np.float64) for data in (input1, input2))
+    with open(os.environ["FAKE_FIDELITY_LOG"], "a") as log:
+        log.write(json.dumps({"fakes": list(fakes.shape), "real": list(real.shape)}) + "\\n")
+    distance = float(np.abs(fakes.mean(0) - real.mean(0)).mean())
+    return {
+        "frechet_inception_distance": distance,
+        "kernel_inception_distance_mean": distance / 1000,
+        "kernel_inception_distance_std": 0.0,
+    }
+"""
+FAKE_FID = dict(FID_SAMPLES=10, FID_REAL=10, FID_EVERY=1)
+
+
+@pytest.fixture(scope="session")
+def resume_chain(tmp_path_factory):
+    """Five papermill runs on 64 synthetic faces, all with one CACHE_DIR: "first" (EPOCHS 1, decodes),
+    "resumed" (EPOCHS 2 in the same RUN_DIR), "straight" (EPOCHS 2 in a new RUN_DIR), then the resumed run
+    again in bf16 (EPOCHS 3) and back in fp32 (EPOCHS 4). FID every epoch and at the end, from the stand-in
+    torch-fidelity (FAKE_TORCH_FIDELITY). The resumed run's folder is copied after each step
+    (`after["first"]`, `after["resumed"]`, ...); so are the cache file's identity and the FID calls."""
+    folder = tmp_path_factory.mktemp("chain")
+    write_faces(folder / "faces", 64)
+    cache = folder / "cache"
+    fake = folder / "fake_packages" / "torch_fidelity"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(FAKE_TORCH_FIDELITY)
+    log = folder / "fid_calls.jsonl"
+    steps = [
+        ("first", "resumed", dict(EPOCHS=1)),
+        ("resumed", "resumed", dict(EPOCHS=2)),
+        ("straight", "straight", dict(EPOCHS=2)),
+        ("bf16", "resumed", dict(EPOCHS=3, PRECISION="bf16")),
+        ("fp32", "resumed", dict(EPOCHS=4, PRECISION="fp32")),
+    ]
+    texts, after, cache_files, fid_calls = {}, {}, {}, {}
+    for name, run_dir, parameters in steps:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PYTHONPATH", os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")]))
+            patch.setenv("FAKE_FIDELITY_LOG", str(log))
+            out = run_notebook(
+                folder / "out",
+                DATA_DIR=str(folder / "faces"),
+                RUN_DIR=str(folder / run_dir),
+                CACHE_DIR=str(cache),
+                **FAKE_FID,
+                **parameters,
+            )
+        texts[name] = notebook_text(out)
+        fid_calls[name] = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        log.unlink(missing_ok=True)
+        after[name] = shutil.copytree(folder / run_dir, folder / "after" / name)
+        cache_files[name] = {
+            path.name: (path.stat().st_ino, path.stat().st_mtime_ns) for path in cache.glob("faces_*")
+        }
+    return types.SimpleNamespace(
+        folder=folder,
+        cache=cache,
+        texts=texts,
+        after=after,
+        cache_files=cache_files,
+        fid_calls=fid_calls,
+        final=folder / "resumed",
+    )
 
 
 def tiny_config(nb, default_parameters, run_dir, **overrides):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import notebook_text, run_notebook, write_faces
+from conftest import write_faces
 from PIL import Image
 
 
@@ -99,16 +99,15 @@ def test_decoder_version_is_part_of_the_key(nb, folder, tmp_path, monkeypatch, d
     assert decode_counter == [24, 24]
 
 
-def test_cache_is_shared_by_runs_and_not_copied_into_run_folders(tmp_path, faces_dir):
-    """Two runs with different RUN_DIRs: the second loads the first's decoded array from CACHE_DIR."""
-    cache = tmp_path / "shared_cache"
-    run_notebook(tmp_path / "out", DATA_DIR=str(faces_dir), RUN_DIR=str(tmp_path / "a"), CACHE_DIR=str(cache))
-    out = run_notebook(
-        tmp_path / "out", DATA_DIR=str(faces_dir), RUN_DIR=str(tmp_path / "b"), CACHE_DIR=str(cache), EPOCHS=1
-    )
-    assert "decoding" not in notebook_text(out)  # no progress bar of a decoding pass: the cache was hit
-    assert len(list(cache.glob("faces_32px_*.npy"))) == 1
-    for run in (tmp_path / "a", tmp_path / "b"):
+def test_cache_is_shared_by_runs_and_not_copied_into_run_folders(resume_chain):
+    """conftest.resume_chain: the first run decodes into CACHE_DIR; the resumed run and a run in another
+    RUN_DIR load that array, and neither writes it again nor copies it into its run folder."""
+    texts, files = resume_chain.texts, resume_chain.cache_files
+    assert "decoding" in texts["first"]  # the positive control: a decoding pass shows its progress bar ...
+    assert "decoding" not in texts["resumed"] and "decoding" not in texts["straight"]  # ... a cache hit none
+    assert len([name for name in files["first"] if name.endswith(".npy")]) == 1
+    assert files["resumed"] == files["straight"] == files["first"]  # the same files, never rewritten
+    for run in resume_chain.after.values():
         assert not list(run.rglob("*.npy")), list(run.rglob("*.npy"))
 
 
