@@ -181,6 +181,27 @@ def test_other_run_folders_inside_data_dir_are_never_read_as_data(nb, tmp_path):
     assert len(files) == 7 and not any(earlier in path.parents for path in files)
 
 
+def test_hidden_files_and_folders_are_never_read(nb, tmp_path):
+    """Thumbnail caches (.thumbnails/), macOS's "._" companions of every copied file (not images at all),
+    and hidden images: none is found, so none is decoded, skipped as broken, or counted. Catches either of
+    find_image_files's two filters removed (hidden folders, hidden files)."""
+    folder = tmp_path / "images"
+    write_faces(folder, 3)
+    write_faces(folder / ".thumbnails", 2, seed=1)
+    write_faces(folder / "sub" / ".git" / "objects", 1, seed=2)
+    write_faces(folder / "sub", 2, seed=3)[0].rename(folder / "sub" / ".hidden.png")
+    (folder / "._face_0000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble metadata")
+    files = nb.find_image_files(folder)
+    assert [path.relative_to(folder).as_posix() for path in files] == [
+        "face_0000.png",
+        "face_0001.png",
+        "face_0002.png",
+        "sub/face_0001.png",
+    ]
+    data = nb.prepare_dataset(folder, 32, 0, 0, tmp_path / "cache")
+    assert data.found == 4 and data.skipped == [] and len(data.images) == 4
+
+
 def test_data_dir_that_is_itself_shaped_like_a_run_folder_is_read(nb, tmp_path):
     """Only run folders *below* DATA_DIR are skipped: pointing DATA_DIR at one on purpose finds its images."""
     for part in ("samples", "plots", "checkpoints"):
