@@ -1,8 +1,15 @@
 """Shared fixtures: the notebook's own code imported in-process, its default parameters, image folders
-made on the fly, and a papermill runner for end-to-end runs on tiny data."""
+made on the fly, a papermill runner for end-to-end runs on tiny data, and the end-to-end runs that several
+test files read (one run serves many tests: each papermill run costs seconds of kernel start-up)."""
 
+import atexit
 import json
 import os
+import shutil
+import sys
+import tempfile
+import types
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +18,14 @@ import torch
 from notebook_module import load_notebook
 from PIL import Image
 
+# One thread in this process and in every kernel the tests start (OMP_NUM_THREADS, inherited), unless it is
+# set. The networks here are tiny: a second thread buys little, and the same thread count gives the same
+# float results on any machine. On a shared 2-core machine two OpenMP threads per process also spin against
+# the other processes: 2 epochs of the report run's 32 tiny steps took 1.0 s with one thread and 107-133 s
+# with two while another job ran (3 processes on 2 cores).
+TEST_THREADS = int(os.environ.setdefault("OMP_NUM_THREADS", "1"))
+torch.set_num_threads(TEST_THREADS)
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "anime_gan.ipynb"
 SHARED = ROOT.parent / "shared"
@@ -18,6 +33,25 @@ SHARED_FACES = SHARED / "data" / "anime-faces" / "images"
 SHARED_FID_WEIGHTS = (
     SHARED / "models" / "fid-inception" / "weights-inception-2015-12-05-fidhelper-converted.pth"
 )
+# On CI (CI=true, as GitHub Actions and most services set it) ../shared must be there: a test that needs it
+# fails instead of skipping, so a missing folder can never turn into a quietly shorter suite. (.ci/run reads
+# CI the same way, and stops before installing anything.)
+NOT_CI = ("", "0", "false", "no")
+
+
+def running_on_ci():
+    """True when the CI variable says so (any value but empty, 0, false or no, in any case)."""
+    return os.environ.get("CI", "").strip().lower() not in NOT_CI
+
+
+def needs_shared(path):
+    """Skip unless path (a file or folder in ../shared) is present; on CI, fail instead."""
+    if not Path(path).exists():
+        reason = f"{path} is absent (../shared lives beside the project only on developer and CI machines)"
+        if running_on_ci():
+            pytest.fail(f"{reason}; on CI (CI={os.environ['CI']}) it must be there.", pytrace=False)
+        pytest.skip(reason)
+
 
 # Tiny settings: every end-to-end run finishes in seconds on 2 CPU cores.
 TINY = dict(
@@ -33,6 +67,7 @@ TINY = dict(
     FID_SAMPLES=0,
     FID_REAL=32,
     DEVICE="cpu",
+    PRECISION="fp32",  # not "auto": that trains in bf16 on some CPUs and fp32 on others
 )
 
 
@@ -95,6 +130,50 @@ def faces_dir(tmp_path):
     return tmp_path / "faces"
 
 
+# Every end-to-end run starts the same kernel, whatever is installed or registered on the machine:
+#  - "python3" is this interpreter (a kernelspec registered elsewhere, e.g. by another Python's
+#    `ipykernel install --user`, could otherwise run the notebook under other packages), and
+#  - ipywidgets is hidden from it, so tqdm draws text bars and the notebook reports headless
+#    (LIVE_FRONT_END False), as on CI; the live path is tested in-process (test_notebook.py).
+KERNEL_SPEC = {
+    "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+    "display_name": "Python 3 (the tests' interpreter)",
+    "language": "python",
+}
+WIDGET_BLOCKER = 'raise ImportError("ipywidgets is hidden from the tests\' kernel (tests/conftest.py)")\n'
+
+
+def kernel_support_folder():
+    """A folder (made once per session) holding the pinned kernelspec and the ipywidgets blocker."""
+    if not getattr(kernel_support_folder, "path", None):
+        folder = Path(tempfile.mkdtemp(prefix="anime_gan_kernel_"))
+        atexit.register(shutil.rmtree, folder, True)
+        (folder / "jupyter" / "kernels" / "python3").mkdir(parents=True)
+        (folder / "jupyter" / "kernels" / "python3" / "kernel.json").write_text(json.dumps(KERNEL_SPEC))
+        (folder / "hide" / "ipywidgets").mkdir(parents=True)
+        (folder / "hide" / "ipywidgets" / "__init__.py").write_text(WIDGET_BLOCKER)
+        kernel_support_folder.path = folder
+    return kernel_support_folder.path
+
+
+@contextmanager
+def kernel_environment():
+    """Inside: JUPYTER_PATH finds the pinned kernelspec first, and PYTHONPATH starts with the ipywidgets
+    blocker (other entries, such as a test's stand-in packages, stay). Restored afterwards."""
+    folder = kernel_support_folder()
+    saved = {name: os.environ.get(name) for name in ("JUPYTER_PATH", "PYTHONPATH")}
+    for name, first in (("JUPYTER_PATH", folder / "jupyter"), ("PYTHONPATH", folder / "hide")):
+        os.environ[name] = os.pathsep.join(p for p in (str(first), saved[name]) if p)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run_notebook(output_dir, **parameters):
     """Execute the notebook with papermill and the TINY settings plus `parameters`; returns the output path.
     Raises papermill's PapermillExecutionError (its message holds the notebook's error) on failure."""
@@ -103,15 +182,16 @@ def run_notebook(output_dir, **parameters):
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     output = output_dir / f"executed_{len(list(output_dir.glob('executed_*.ipynb')))}.ipynb"
-    papermill.execute_notebook(
-        str(NOTEBOOK),
-        str(output),
-        parameters={**TINY, **parameters},
-        kernel_name="python3",
-        progress_bar=False,
-        cwd=str(output_dir),
-        execution_timeout=600,
-    )
+    with kernel_environment():
+        papermill.execute_notebook(
+            str(NOTEBOOK),
+            str(output),
+            parameters={**TINY, **parameters},
+            kernel_name="python3",
+            progress_bar=False,
+            cwd=str(output_dir),
+            execution_timeout=600,
+        )
     return output
 
 
@@ -129,10 +209,152 @@ def notebook_text(path):
     return "\n".join(texts)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_threads(monkeypatch):
-    """Keep BLAS from oversubscribing the two CI cores when tests start subprocesses."""
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
+# ---------------------------------------------------------------------------------------------------------
+# End-to-end runs shared by several test files (session-scoped: each runs once, whoever asks first)
+
+
+def make_messy_folder(folder):
+    """Mixed sizes, modes and formats, a nested folder, an upper-case extension, one corrupt JPEG, and hidden
+    files and folders (a thumbnail cache, macOS's "._" companions) that must not be read: 66 image files."""
+    write_faces(folder, 40, size=40, fmt="png")
+    write_faces(folder / "nested" / "deeper", 12, size=70, seed=1, fmt="jpg")
+    for index, path in enumerate(write_faces(folder / "modes", 12, size=36, seed=2)):
+        image = Image.open(path)
+        [image.convert("L"), image.convert("P"), image.convert("RGBA")][index % 3].save(path)
+    Image.open(path).convert("RGB").save(folder / "SHOUTING.JPG")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    write_faces(folder / ".thumbnails", 3, seed=4)  # hidden folder: its images are not counted
+    (folder / "._face_0000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # hidden file, not an image
+    write_faces(folder / "nested", 1, seed=5)[0].rename(folder / "nested" / ".hidden.png")
+
+
+FAKE_USER, FAKE_KEY = "fakeuser_Zq7Wm4Kx", "fakekey_c0ffee5ecret9b1e77d4a0"
+FAKE_KAGGLEHUB = """
+import os
+from pathlib import Path
+
+
+def dataset_download(handle, *args, **kwargs):
+    \"\"\"Stand-in for kagglehub: record the request, return the prepared folder. No network.\"\"\"
+    Path(os.environ["FAKE_KAGGLE_LOG"]).write_text(handle)
+    return os.environ["FAKE_KAGGLE_FOLDER"]
+"""
+# Every download goes to a closed local port; the proxies' variables in lower and upper case.
+OFFLINE_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+@pytest.fixture(scope="session")
+def report_run(tmp_path_factory):
+    """One headless papermill run read by test_notebook.py (the messy folder, a short report), test_results.py
+    (GIF, latent walk, zip, nearest neighbours, FID without weights offline) and test_reliability.py
+    (credentials): 4 epochs of BATCH_SIZE 2 on the messy folder, which DATA_DIR "" fetches through a
+    stand-in kagglehub while KAGGLE_USERNAME / KAGGLE_KEY are set; FID is asked for (10 vs 10) without
+    FID_WEIGHTS and without internet, and torch's download cache is an empty folder."""
+    folder = tmp_path_factory.mktemp("report")
+    make_messy_folder(folder / "images")
+    fake = folder / "fake_packages" / "kagglehub"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(FAKE_KAGGLEHUB)
+    with pytest.MonkeyPatch.context() as patch:  # the papermill kernel inherits this environment
+        patch.setenv("PYTHONPATH", os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")]))
+        patch.setenv("FAKE_KAGGLE_LOG", str(folder / "download.log"))
+        patch.setenv("FAKE_KAGGLE_FOLDER", str(folder / "images"))
+        patch.setenv("KAGGLE_USERNAME", FAKE_USER)
+        patch.setenv("KAGGLE_KEY", FAKE_KEY)
+        for name in OFFLINE_PROXIES:
+            patch.setenv(name, "http://127.0.0.1:9")
+        for name in ("NO_PROXY", "no_proxy"):
+            patch.delenv(name, raising=False)
+        patch.setenv("TORCH_HOME", str(folder / "torch_home"))
+        out = run_notebook(
+            folder / "out",
+            DATA_DIR="",
+            RUN_DIR=str(folder / "run"),
+            EPOCHS=4,
+            BATCH_SIZE=2,
+            FID_SAMPLES=10,
+            FID_REAL=10,
+        )
+    return types.SimpleNamespace(
+        folder=folder, images=folder / "images", run=folder / "run", out=out, text=notebook_text(out)
+    )
+
+
+# A stand-in for torch-fidelity, so the FID plumbing runs end to end without ../shared's Inception weights:
+# its "FID" is the mean absolute difference of the two sets' mean images (a deterministic function of the
+# images, so a resumed run and a straight one must agree on it), and every call is logged.
+FAKE_TORCH_FIDELITY = """
+import json
+import os
+
+import numpy as np
+
+
+def calculate_metrics(input1, input2, **options):
+    \"\"\"Stand-in for torch_fidelity.calculate_metrics: a deterministic score, each call logged.\"\"\"
+    fakes, real = (np.stack([np.asarray(item) for item in data]).astype(np.float64) for data in (input1, input2))
+    with open(os.environ["FAKE_FIDELITY_LOG"], "a") as log:
+        log.write(json.dumps({"fakes": list(fakes.shape), "real": list(real.shape)}) + "\\n")
+    distance = float(np.abs(fakes.mean(0) - real.mean(0)).mean())
+    return {
+        "frechet_inception_distance": distance,
+        "kernel_inception_distance_mean": distance / 1000,
+        "kernel_inception_distance_std": 0.0,
+    }
+"""
+FAKE_FID = dict(FID_SAMPLES=10, FID_REAL=10, FID_EVERY=1)
+
+
+@pytest.fixture(scope="session")
+def resume_chain(tmp_path_factory):
+    """Five papermill runs on 64 synthetic faces, all with one CACHE_DIR: "first" (EPOCHS 1, decodes),
+    "resumed" (EPOCHS 2 in the same RUN_DIR), "straight" (EPOCHS 2 in a new RUN_DIR), then the resumed run
+    again in bf16 (EPOCHS 3) and back in fp32 (EPOCHS 4). FID every epoch and at the end, from the stand-in
+    torch-fidelity (FAKE_TORCH_FIDELITY). The resumed run's folder is copied after each step
+    (`after["first"]`, `after["resumed"]`, ...); so are the cache file's identity and the FID calls."""
+    folder = tmp_path_factory.mktemp("chain")
+    write_faces(folder / "faces", 64)
+    cache = folder / "cache"
+    fake = folder / "fake_packages" / "torch_fidelity"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(FAKE_TORCH_FIDELITY)
+    log = folder / "fid_calls.jsonl"
+    steps = [
+        ("first", "resumed", dict(EPOCHS=1)),
+        ("resumed", "resumed", dict(EPOCHS=2)),
+        ("straight", "straight", dict(EPOCHS=2)),
+        ("bf16", "resumed", dict(EPOCHS=3, PRECISION="bf16")),
+        ("fp32", "resumed", dict(EPOCHS=4, PRECISION="fp32")),
+    ]
+    texts, after, cache_files, fid_calls = {}, {}, {}, {}
+    for name, run_dir, parameters in steps:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PYTHONPATH", os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")]))
+            patch.setenv("FAKE_FIDELITY_LOG", str(log))
+            out = run_notebook(
+                folder / "out",
+                DATA_DIR=str(folder / "faces"),
+                RUN_DIR=str(folder / run_dir),
+                CACHE_DIR=str(cache),
+                **FAKE_FID,
+                **parameters,
+            )
+        texts[name] = notebook_text(out)
+        fid_calls[name] = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        log.unlink(missing_ok=True)
+        after[name] = shutil.copytree(folder / run_dir, folder / "after" / name)
+        cache_files[name] = {
+            path.name: (path.stat().st_ino, path.stat().st_mtime_ns) for path in cache.glob("faces_*")
+        }
+    return types.SimpleNamespace(
+        folder=folder,
+        cache=cache,
+        texts=texts,
+        after=after,
+        cache_files=cache_files,
+        fid_calls=fid_calls,
+        final=folder / "resumed",
+    )
 
 
 def tiny_config(nb, default_parameters, run_dir, **overrides):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import notebook_text, run_notebook, write_faces
+from conftest import write_faces
 from PIL import Image
 
 
@@ -99,16 +99,15 @@ def test_decoder_version_is_part_of_the_key(nb, folder, tmp_path, monkeypatch, d
     assert decode_counter == [24, 24]
 
 
-def test_cache_is_shared_by_runs_and_not_copied_into_run_folders(tmp_path, faces_dir):
-    """Two runs with different RUN_DIRs: the second loads the first's decoded array from CACHE_DIR."""
-    cache = tmp_path / "shared_cache"
-    run_notebook(tmp_path / "out", DATA_DIR=str(faces_dir), RUN_DIR=str(tmp_path / "a"), CACHE_DIR=str(cache))
-    out = run_notebook(
-        tmp_path / "out", DATA_DIR=str(faces_dir), RUN_DIR=str(tmp_path / "b"), CACHE_DIR=str(cache), EPOCHS=1
-    )
-    assert "decoding" not in notebook_text(out)  # no progress bar of a decoding pass: the cache was hit
-    assert len(list(cache.glob("faces_32px_*.npy"))) == 1
-    for run in (tmp_path / "a", tmp_path / "b"):
+def test_cache_is_shared_by_runs_and_not_copied_into_run_folders(resume_chain):
+    """conftest.resume_chain: the first run decodes into CACHE_DIR; the resumed run and a run in another
+    RUN_DIR load that array, and neither writes it again nor copies it into its run folder."""
+    texts, files = resume_chain.texts, resume_chain.cache_files
+    assert "decoding" in texts["first"]  # the positive control: a decoding pass shows its progress bar ...
+    assert "decoding" not in texts["resumed"] and "decoding" not in texts["straight"]  # ... a cache hit none
+    assert len([name for name in files["first"] if name.endswith(".npy")]) == 1
+    assert files["resumed"] == files["straight"] == files["first"]  # the same files, never rewritten
+    for run in resume_chain.after.values():
         assert not list(run.rglob("*.npy")), list(run.rglob("*.npy"))
 
 
@@ -180,6 +179,27 @@ def test_other_run_folders_inside_data_dir_are_never_read_as_data(nb, tmp_path):
     write_faces(tmp_path / "faces" / "more" / "samples", 3)  # a user's own folder that happens to be named so
     files = nb.find_image_files(tmp_path / "faces", skip=tmp_path / "faces" / "run2")
     assert len(files) == 7 and not any(earlier in path.parents for path in files)
+
+
+def test_hidden_files_and_folders_are_never_read(nb, tmp_path):
+    """Thumbnail caches (.thumbnails/), macOS's "._" companions of every copied file (not images at all),
+    and hidden images: none is found, so none is decoded, skipped as broken, or counted. Catches either of
+    find_image_files's two filters removed (hidden folders, hidden files)."""
+    folder = tmp_path / "images"
+    write_faces(folder, 3)
+    write_faces(folder / ".thumbnails", 2, seed=1)
+    write_faces(folder / "sub" / ".git" / "objects", 1, seed=2)
+    write_faces(folder / "sub", 2, seed=3)[0].rename(folder / "sub" / ".hidden.png")
+    (folder / "._face_0000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble metadata")
+    files = nb.find_image_files(folder)
+    assert [path.relative_to(folder).as_posix() for path in files] == [
+        "face_0000.png",
+        "face_0001.png",
+        "face_0002.png",
+        "sub/face_0001.png",
+    ]
+    data = nb.prepare_dataset(folder, 32, 0, 0, tmp_path / "cache")
+    assert data.found == 4 and data.skipped == [] and len(data.images) == 4
 
 
 def test_data_dir_that_is_itself_shaped_like_a_run_folder_is_read(nb, tmp_path):

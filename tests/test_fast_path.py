@@ -100,11 +100,26 @@ def test_train_step_changes_both_networks_and_leaves_discriminator_trainable(nb,
 def test_native_bf16_means_avx512_bf16_or_amx_not_onednn_emulation(
     nb, monkeypatch, avx512_bf16, amx, expected
 ):
-    """oneDNN reports bf16 support on any AVX-512 CPU, where bf16 is emulated and slow: auto must not pick it."""
+    """oneDNN reports bf16 support on any AVX-512 CPU, where bf16 is emulated and slow: auto must not pick it.
+    (raising=False: the probes are private, and a torch without one of them must not error here.)"""
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     assert nb.cpu_has_native_bf16() is expected
+
+
+@pytest.mark.parametrize("missing", [("_is_avx512_bf16_supported",), ("_is_amx_tile_supported",), ("both",)])
+def test_a_torch_without_the_bf16_probes_trains_in_fp32(nb, monkeypatch, missing):
+    """Older torch has neither private probe (or only one): auto must mean fp32 there, not an AttributeError.
+    Catches `torch.cpu._is_avx512_bf16_supported()` called directly."""
+    names = ("_is_avx512_bf16_supported", "_is_amx_tile_supported") if missing == ("both",) else missing
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        if name in names:
+            monkeypatch.delattr(torch.cpu, name, raising=False)
+        else:
+            monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    assert nb.cpu_has_native_bf16() is False
+    assert nb.pick_precision("auto", torch.device("cpu")) == "fp32"
 
 
 @pytest.mark.parametrize(("capability", "expected"), [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])

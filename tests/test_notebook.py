@@ -4,9 +4,11 @@ import json
 import re
 import subprocess
 import sys
+import types
 
 import pytest
-from conftest import NOTEBOOK, ROOT, SHARED_FACES, notebook_json, notebook_text, run_notebook, write_faces
+import torch
+from conftest import NOTEBOOK, ROOT, notebook_json, run_notebook, write_faces
 from PIL import Image
 
 
@@ -64,27 +66,15 @@ def test_ruff_is_clean(command):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def make_messy_folder(folder):
-    """Mixed sizes, modes and formats, a nested folder, an upper-case extension and one corrupt JPEG."""
-    write_faces(folder, 40, size=40, fmt="png")
-    write_faces(folder / "nested" / "deeper", 12, size=70, seed=1, fmt="jpg")
-    for index, path in enumerate(write_faces(folder / "modes", 12, size=36, seed=2)):
-        image = Image.open(path)
-        [image.convert("L"), image.convert("P"), image.convert("RGBA")][index % 3].save(path)
-    Image.open(path).convert("RGB").save(folder / "SHOUTING.JPG")
-    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
-
-
-def test_end_to_end_on_messy_folder(tmp_path):
-    make_messy_folder(tmp_path / "images")
-    out = run_notebook(tmp_path, DATA_DIR=str(tmp_path / "images"), RUN_DIR=str(tmp_path / "run"))
-    run = tmp_path / "run"
+def test_end_to_end_on_messy_folder(report_run):
+    """The shared report run (conftest.report_run): 4 epochs on a folder of mixed formats, modes and sizes."""
+    run, out, text = report_run.run, report_run.out, report_run.text
     grids = sorted((run / "samples").glob("epoch_*.png"))
-    assert [g.name for g in grids] == ["epoch_001.png", "epoch_002.png"]
+    assert [g.name for g in grids] == [f"epoch_{epoch:03d}.png" for epoch in (1, 2, 3, 4)]
     # SAMPLE_COUNT 16 in rows of 8: 8 columns and 2 rows of 32 px images with 2 px padding
     assert Image.open(grids[0]).size == (8 * 34 + 2, 2 * 34 + 2)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3, 4]
     for row in metrics["epochs"]:
         for key in ("loss_d", "loss_g", "d_real", "d_fake", "seconds", "images_per_second"):
             assert isinstance(row[key], float) and row[key] == row[key] and abs(row[key]) < 1e6, (key, row)
@@ -102,60 +92,102 @@ def test_end_to_end_on_messy_folder(tmp_path):
     executed = json.loads(out.read_text())
     images = [o for c in executed["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 5
-    text = notebook_text(out)
+    # 66 image files: the hidden folder, the hidden image and the "._" companion file are not among them
     assert re.search(r"image files found\s+66\n", text)
     assert re.search(r"skipped \(unreadable or too small\)\s+1\n", text)
     assert "skipped broken.jpg: OSError" in text  # reported by name, with the reason
+    assert "device: cpu | precision: fp32" in text  # TINY's PRECISION, whatever "auto" picks on this CPU
 
 
-def test_resume_continues_instead_of_restarting(tmp_path, faces_dir):
-    run = tmp_path / "run"
-    run_notebook(tmp_path, DATA_DIR=str(faces_dir), RUN_DIR=str(run), EPOCHS=1)
-    first_grid = (run / "samples" / "epoch_001.png").read_bytes()
-    out = run_notebook(tmp_path, DATA_DIR=str(faces_dir), RUN_DIR=str(run), EPOCHS=2)
-    assert "Resuming after epoch 1 of 2" in notebook_text(out)
-    metrics = json.loads((run / "metrics.json").read_text())
+@pytest.fixture(scope="module")
+def chain(resume_chain):
+    return resume_chain
+
+
+def test_resume_continues_instead_of_restarting(chain):
+    """conftest.resume_chain: EPOCHS 1, then EPOCHS 2 in the same RUN_DIR."""
+    assert "Starting a new run." in chain.texts["first"]
+    assert "Resuming after epoch 1 of 2" in chain.texts["resumed"]
+    metrics = json.loads((chain.after["resumed"] / "metrics.json").read_text())
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
-    assert (run / "samples" / "epoch_001.png").read_bytes() == first_grid  # epoch 1 was not trained again
-    assert "decoding" not in notebook_text(out)  # the images came from the cache
+    first_grid = (chain.after["first"] / "samples" / "epoch_001.png").read_bytes()
+    assert (
+        chain.after["resumed"] / "samples" / "epoch_001.png"
+    ).read_bytes() == first_grid  # not trained again
 
 
-@pytest.mark.parametrize(
-    ("parameters", "message"),
-    [
-        ({"IMAGE_SIZE": 48}, "IMAGE_SIZE must be 32, 64 or 128, not 48."),
-        ({"EPOCHS": 0}, "EPOCHS must be 1 or more, not 0."),
-        ({"BATCH_SIZE": 1}, "BATCH_SIZE must be 2 or more"),
-        ({"DATA_DIR": "/no/such/folder"}, "DATA_DIR '/no/such/folder' does not exist"),
-    ],
-)
-def test_bad_parameters_stop_with_a_clear_message(tmp_path, parameters, message):
+def comparable_checkpoint(path):
+    """A checkpoint's state without what differs between a resumed run and a straight one by design: the
+    config (RUN_DIR), the timings, and the FID rows (compared in test_results.py)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for row in state["metrics"]["epochs"]:
+        del row["seconds"], row["images_per_second"]
+    del state["metrics"]["fid"]
+    return {key: value for key, value in state.items() if key != "config"}
+
+
+def test_resumed_notebook_run_is_bit_identical_to_a_straight_one(chain):
+    """The notebook's own cells, not a copy of their wiring: EPOCHS 1 then a resumed EPOCHS 2 ends with the
+    same networks, optimizers, EMA, fixed noise, losses and pictures, bit for bit, as EPOCHS 2 in one go."""
+    resumed, straight = chain.after["resumed"], chain.after["straight"]
+    samples = [f"samples/epoch_00{epoch}.png" for epoch in (1, 2)]
+    # Sanity: training moved the weights, so equal files below mean something.
+    assert (straight / samples[0]).read_bytes() != (straight / samples[1]).read_bytes()
+    expected = comparable_checkpoint(straight / "checkpoints" / "checkpoint.pt")
+    actual = comparable_checkpoint(resumed / "checkpoints" / "checkpoint.pt")
+    assert expected["epoch"] == actual["epoch"] == 2
+    assert_same_state(actual, expected)
+    for name in (*samples, "generated.png", "interpolation.png", "generator.safetensors"):
+        assert (resumed / name).read_bytes() == (straight / name).read_bytes(), name
+
+
+def assert_same_state(actual, expected, where="checkpoint"):
+    """Recursive equality; tensors bit for bit."""
+    if isinstance(expected, torch.Tensor):
+        assert actual.dtype == expected.dtype and torch.equal(actual, expected), where
+    elif isinstance(expected, dict):
+        assert set(actual) == set(expected), where
+        for key in expected:
+            assert_same_state(actual[key], expected[key], f"{where}[{key!r}]")
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), where
+        for index, (a, e) in enumerate(zip(actual, expected)):
+            assert_same_state(a, e, f"{where}[{index}]")
+    else:
+        assert actual == expected, where
+
+
+def test_bad_parameters_stop_with_a_clear_message(tmp_path):
+    """Papermill's values reach make_config, whose ConfigError stops the notebook with its message. One run
+    is enough: every parameter reaches make_config through the same PARAMETERS dict (built from KINDS;
+    test_papermill_sees_every_parameter checks the names), and every message is checked in-process in
+    test_reliability.py and test_settings.py."""
     import papermill
 
     with pytest.raises(papermill.PapermillExecutionError) as raised:
-        run_notebook(tmp_path, RUN_DIR=str(tmp_path / "run"), **parameters)
+        run_notebook(tmp_path, RUN_DIR=str(tmp_path / "run"), IMAGE_SIZE=48)
     assert raised.value.ename == "ConfigError"
-    assert message in raised.value.evalue
+    assert "IMAGE_SIZE must be 32, 64 or 128, not 48." in raised.value.evalue
 
 
-def test_real_faces_one_epoch(tmp_path):
-    if not SHARED_FACES.is_dir():
-        pytest.skip(
-            f"{SHARED_FACES} is absent (it lives beside the project only on developer and CI machines)"
+def test_fewer_usable_images_than_batch_size_stop_before_training(tmp_path):
+    """12 readable images and 8 broken ones, MAX_IMAGES 16 = BATCH_SIZE: the parameters pass their checks,
+    but fewer than a batch of images is usable. The notebook stops with a DataError that says so (and that
+    MAX_IMAGES caps them) before a checkpoint is written; without the check an epoch has no step at all."""
+    import papermill
+
+    write_faces(tmp_path / "images", 12)
+    for index in range(8):
+        (tmp_path / "images" / f"broken_{index}.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(papermill.PapermillExecutionError) as raised:
+        run_notebook(
+            tmp_path / "out", DATA_DIR=str(tmp_path / "images"), RUN_DIR=str(tmp_path / "run"), MAX_IMAGES=16
         )
-    out = run_notebook(
-        tmp_path,
-        DATA_DIR=str(SHARED_FACES),
-        RUN_DIR=str(tmp_path / "run"),
-        MAX_IMAGES=320,
-        IMAGE_SIZE=64,
-        EPOCHS=1,
-        BATCH_SIZE=32,
-    )
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["epochs"][0]["steps"] == 10
-    assert "320" in notebook_text(out)
-    assert Image.open(tmp_path / "run" / "samples" / "epoch_001.png").size == (8 * 66 + 2, 2 * 66 + 2)
+    assert raised.value.ename == "DataError"
+    found = re.search(r"Only (\d+) usable images, fewer than BATCH_SIZE", raised.value.evalue)
+    assert found and 8 <= int(found.group(1)) <= 12, raised.value.evalue
+    assert "MAX_IMAGES = 16 caps how many are used" in raised.value.evalue
+    assert not (tmp_path / "run" / "checkpoints" / "checkpoint.pt").exists()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -232,17 +264,51 @@ def test_text_progress_bars_refresh_rarely_and_live_ones_do_not(nb, monkeypatch)
     assert lines_written(live=True) >= 5  # (tqdm's text bar stands in for a widget here)
 
 
-def test_headless_run_is_a_short_report(tmp_path, faces_dir):
-    """A 4-epoch run: a few text lines per epoch, and the picture of epochs 1, 2, 4 (powers of two and the last)."""
-    out = run_notebook(
-        tmp_path, DATA_DIR=str(faces_dir), RUN_DIR=str(tmp_path / "run"), EPOCHS=4, BATCH_SIZE=2
-    )
-    lines = notebook_text(out).replace("\r", "\n").splitlines()
+def test_headless_run_is_a_short_report(report_run):
+    """The shared 4-epoch report run: a few text lines per epoch, and the picture of epochs 1, 2, 4 (powers of
+    two and the last). Headless whether or not ipywidgets is installed: conftest hides it from the kernel."""
+    text = report_run.text
+    assert "live progress bars: False" in text  # the premise: text bars, no live display
+    lines = text.replace("\r", "\n").splitlines()
     assert len([line for line in lines if line.strip()]) < 150, len(lines)
-    executed = json.loads(out.read_text())
+    executed = json.loads(report_run.out.read_text())
     training = next(c for c in executed["cells"] if "train(gan, images_on_device" in "".join(c["source"]))
     figures = [o for o in training["outputs"] if "image/png" in o.get("data", {})]
     assert len(figures) == 3
+
+
+class Displays:
+    """Stands in for IPython's display(): records what is shown, and each update of a display slot."""
+
+    def __init__(self):
+        self.shown, self.updates = [], []
+
+    def display(self, item, display_id=None):
+        self.shown.append(item)
+        if display_id:
+            return types.SimpleNamespace(update=self.updates.append)
+
+
+@pytest.mark.parametrize(
+    ("live", "shown_epochs", "updated_epochs"),
+    [(False, [1, 2, 4, 8, 9], []), (True, [], [1, 2, 3, 4, 5, 6, 7, 8, 9])],
+    ids=["headless", "live"],
+)
+def test_live_view_updates_one_picture_live_and_shows_a_few_headless(
+    nb, monkeypatch, live, shown_epochs, updated_epochs
+):
+    """Both paths of live_view, without a front end: live (Colab, Jupyter with ipywidgets) one slot that every
+    epoch replaces; headless (papermill, CI) a picture for epochs 1, 2, 4, 8 and the last."""
+    displays = Displays()
+    monkeypatch.setattr(nb, "display", displays.display)
+    show = nb.live_view(live, last_epoch=9)
+    waiting = displays.shown[:1] if live else []  # the live slot starts with a note
+    figures = {epoch: nb.plt.figure() for epoch in range(1, 10)}
+    for epoch, figure in figures.items():
+        show(figure, epoch)
+    assert displays.shown == waiting + [figures[epoch] for epoch in shown_epochs]
+    assert displays.updates == [figures[epoch] for epoch in updated_epochs]
+    assert not nb.plt.get_fignums()  # every figure closed, shown or not
 
 
 @pytest.mark.parametrize(("max_images", "expected"), [(0, 20_000), (500, 500), (50_000, 20_000)])

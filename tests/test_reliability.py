@@ -1,7 +1,8 @@
 """Reliability: exact resume, interruption, atomic writes, the NaN guard, safe checkpoint loading, secrets,
 the download path, and a matrix of bad inputs (images, folders and parameters).
 
-Everything runs on the CPU with 32 px images and networks 8 channels wide; three tests start papermill (about 6 s each)."""
+Everything runs on the CPU with 32 px images and networks 8 channels wide; two tests start papermill (about 6 s
+each), one reads the shared report run (conftest.report_run)."""
 
 import copy
 import io
@@ -19,7 +20,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import cpu_hardware, notebook_text, run_notebook, tiny_config, train_run, write_faces
+from conftest import (
+    FAKE_KEY,
+    FAKE_USER,
+    cpu_hardware,
+    notebook_text,
+    run_notebook,
+    tiny_config,
+    train_run,
+    write_faces,
+)
 from PIL import Image
 
 CPU = torch.device("cpu")
@@ -568,40 +578,17 @@ def test_resume_false_refuses_a_run_without_checkpoint_too(nb, make_config):
 # Secrets
 
 
-FAKE_USER, FAKE_KEY = "fakeuser_Zq7Wm4Kx", "fakekey_c0ffee5ecret9b1e77d4a0"
-
-
-FAKE_KAGGLEHUB = """
-import os
-from pathlib import Path
-
-
-def dataset_download(handle, *args, **kwargs):
-    \"\"\"Stand-in for kagglehub: record the request, return the prepared folder. No network.\"\"\"
-    Path(os.environ["FAKE_KAGGLE_LOG"]).write_text(handle)
-    return os.environ["FAKE_KAGGLE_FOLDER"]
-"""
-
-
-def test_kaggle_credentials_never_reach_outputs(tmp_path, faces_dir, monkeypatch):
-    """The download path, end to end: DATA_DIR is empty, so the notebook asks kagglehub (a stand-in on the
-    kernel's path) for the data set while KAGGLE_USERNAME / KAGGLE_KEY are set. No file the run writes (the
-    executed notebook, metrics, checkpoint, cache, the results zip and its members) contains them."""
-    fake = tmp_path / "fake_packages" / "kagglehub"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text(FAKE_KAGGLEHUB)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("FAKE_KAGGLE_LOG", str(tmp_path / "download.log"))
-    monkeypatch.setenv("FAKE_KAGGLE_FOLDER", str(faces_dir))
-    monkeypatch.setenv("KAGGLE_USERNAME", FAKE_USER)
-    monkeypatch.setenv("KAGGLE_KEY", FAKE_KEY)
-    out = run_notebook(tmp_path / "out", DATA_DIR="", RUN_DIR=str(tmp_path / "run"), EPOCHS=1)
-
-    assert (tmp_path / "download.log").read_text() == "splcher/animefacedataset"  # the download path ran
-    assert f"from {faces_dir}" in notebook_text(out)
-    run = tmp_path / "run"
+def test_kaggle_credentials_never_reach_outputs(report_run):
+    """The download path, end to end (conftest.report_run): DATA_DIR is empty, so the notebook asks kagglehub
+    (a stand-in on the kernel's path) for the data set while KAGGLE_USERNAME / KAGGLE_KEY are set. No file
+    the run writes (the executed notebook, metrics, checkpoint, cache, the results zip and its members)
+    contains them."""
+    folder, images = report_run.folder, report_run.images
+    assert (folder / "download.log").read_text() == "splcher/animefacedataset"  # the download path ran
+    assert f"from {images}" in report_run.text
+    run = report_run.run
     assert (run / "anime_gan_results.zip").exists() and (run / "checkpoints" / "checkpoint.pt").exists()
-    searched = [p for p in tmp_path.rglob("*") if p.is_file() and faces_dir not in p.parents]
+    searched = [p for p in folder.rglob("*") if p.is_file() and images not in p.parents]
     searched = [p for p in searched if "fake_packages" not in p.parts]
     assert len(searched) > 10 and any(p.suffix == ".npy" for p in searched)  # the cache is searched too
     for path in searched:
@@ -926,6 +913,8 @@ def test_papermill_text_values_are_converted(make_config, name, text, value):
         ("EPOCHS", None, "EPOCHS must be a whole number"),
         ("EPOCHS", float("nan"), "EPOCHS must be a whole number"),
         ("EPOCHS", -3, "EPOCHS must be 1 or more, not -3."),
+        ("EPOCHS", 0, "EPOCHS must be 1 or more, not 0."),
+        ("BATCH_SIZE", 1, "BATCH_SIZE must be 2 or more (batch norm needs a batch), not 1."),
         ("BATCH_SIZE", "16.5", "BATCH_SIZE must be a whole number"),
         ("RESUME", "yes", "RESUME must be True or False"),
         ("RANDOM_FLIP", 1, "RANDOM_FLIP must be True or False"),

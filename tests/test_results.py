@@ -7,7 +7,6 @@ import json
 import math
 import os
 import re
-import shutil
 import socket
 import urllib.error
 import zipfile
@@ -15,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_FACES, SHARED_FID_WEIGHTS, notebook_text, run_notebook, write_faces
+from conftest import SHARED_FACES, SHARED_FID_WEIGHTS, needs_shared, notebook_text, run_notebook
 from PIL import Image, ImageSequence
 
 # The e2e runs below use TINY's 32 px images; a grid cell is the image plus 2 px padding.
@@ -23,14 +22,6 @@ CELL = 32 + 2
 CPU = torch.device("cpu")
 CPU_FP32 = dict(device=torch.device("cpu"), precision="fp32", channels_last=False)
 NO_METRICS = {"epochs": [], "steps": {"loss_d": [], "loss_g": [], "d_real": [], "d_fake": []}, "fid": []}
-
-
-def needs_shared(path):
-    """Skip unless path (a file or folder in ../shared) is present."""
-    if not path.exists():
-        pytest.skip(
-            f"{path} is absent (../shared lives beside the project only on developer and CI machines)"
-        )
 
 
 def gif_frames(path):
@@ -53,51 +44,36 @@ def state_equal(a, b):
 
 
 @pytest.fixture(scope="module")
-def e2e_run(tmp_path_factory):
-    """A 3-epoch papermill run on 64 synthetic faces (FID off). Returns (run folder, executed notebook)."""
-    folder = tmp_path_factory.mktemp("e2e")
-    write_faces(folder / "faces", 64)
-    out = run_notebook(folder, DATA_DIR=str(folder / "faces"), RUN_DIR=str(folder / "run"), EPOCHS=3)
-    return folder / "run", out
+def e2e_run(report_run):
+    """The shared 4-epoch report run (conftest.report_run): (run folder, executed notebook)."""
+    return report_run.run, report_run.out
 
 
-# FID/KID of 20 generated vs 20 real images after every epoch, from the shared offline Inception weights
-FID_EVERY_EPOCH = dict(FID_WEIGHTS=str(SHARED_FID_WEIGHTS), FID_SAMPLES=20, FID_REAL=20, FID_EVERY=1)
+# FID/KID of 10 generated vs 10 real images, from the shared offline Inception weights
+REAL_FID = dict(FID_WEIGHTS=str(SHARED_FID_WEIGHTS), FID_SAMPLES=10, FID_REAL=10)
+# 320 of the real faces at 64 px: 10 steps of 32 an epoch
+REAL_FACES = dict(DATA_DIR=str(SHARED_FACES), MAX_IMAGES=320, IMAGE_SIZE=64, BATCH_SIZE=32)
 
 
 @pytest.fixture(scope="module")
 def fid_run(tmp_path_factory):
-    """A 2-epoch papermill run with FID/KID every epoch from the shared offline Inception weights."""
+    """A 1-epoch papermill run on real faces, evaluated with the real torch-fidelity and the shared offline
+    Inception weights. (FID_EVERY, the table, the plot, the zip and resuming with FID rows run through the
+    same cells in conftest.resume_chain, with a stand-in torch-fidelity, so without ../shared.) Returns (run
+    folder, executed notebook)."""
     needs_shared(SHARED_FID_WEIGHTS)
+    needs_shared(SHARED_FACES)
     folder = tmp_path_factory.mktemp("fid_e2e")
-    write_faces(folder / "faces", 64)
-    out = run_notebook(
-        folder, DATA_DIR=str(folder / "faces"), RUN_DIR=str(folder / "run"), EPOCHS=2, **FID_EVERY_EPOCH
-    )
+    out = run_notebook(folder, RUN_DIR=str(folder / "run"), EPOCHS=1, **REAL_FACES, **REAL_FID)
     return folder / "run", out
 
 
-@pytest.fixture(scope="module")
-def offline_run(tmp_path_factory):
-    """A run asking for FID without FID_WEIGHTS and without internet: every download is sent to a closed
-    local port, and torch's download cache is an empty folder, so no earlier copy of the weights helps."""
-    folder = tmp_path_factory.mktemp("offline")
-    write_faces(folder / "faces", 64)
-    with pytest.MonkeyPatch.context() as patch:  # the papermill kernel inherits this environment
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
-            patch.setenv(name, "http://127.0.0.1:9")
-        for name in ("NO_PROXY", "no_proxy"):
-            patch.delenv(name, raising=False)
-        patch.setenv("TORCH_HOME", str(folder / "torch_home"))
-        out = run_notebook(
-            folder,
-            DATA_DIR=str(folder / "faces"),
-            RUN_DIR=str(folder / "run"),
-            EPOCHS=1,
-            FID_SAMPLES=10,
-            FID_REAL=10,
-        )
-    return folder / "run", out
+def test_real_faces_one_epoch(fid_run):
+    run, out = fid_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"][0]["steps"] == 10
+    assert "320 faces of 64×64 pixels" in notebook_text(out)
+    assert Image.open(run / "samples" / "epoch_001.png").size == (8 * 66 + 2, 2 * 66 + 2)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -145,11 +121,11 @@ def test_progress_gif_frames_are_labelled(nb, epoch_grids, tmp_path):
     assert not np.array_equal(frames[1][:banner], frames[2][:banner])
 
 
-def test_e2e_progress_gif_has_three_frames(e2e_run):
+def test_e2e_progress_gif_has_a_frame_per_epoch(e2e_run):
     run, out = e2e_run
     with Image.open(run / "progress.gif") as gif:
-        assert gif.n_frames == 3
-    assert "progress.gif: 3 frames" in notebook_text(out)
+        assert gif.n_frames == 4
+    assert "progress.gif: 4 frames" in notebook_text(out)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -241,7 +217,10 @@ def tiny_gan(nb, make_config, faces_dir, hardware=None, **overrides):
 
 
 # fp32 with the usual layout, and bf16 training with channels-last weights (what "auto" picks on CUDA and on
-# CPUs with native bf16): either way the exported copy must draw exactly what the EMA generator draws.
+# CPUs with native bf16): either way the exported copy holds exactly the EMA generator's weights and draws
+# what it draws. The export is contiguous: against a channels-last model, convolutions run other kernels,
+# whose float sums may differ in the last bits on other CPUs or oneDNN versions, so those pictures are
+# compared with a tolerance (the weights stay exact).
 @pytest.mark.parametrize(("precision", "channels_last"), [("fp32", False), ("bf16", True)])
 def test_exported_generator_draws_the_same_images(
     nb, make_config, faces_dir, tmp_path, precision, channels_last
@@ -258,9 +237,15 @@ def test_exported_generator_draws_the_same_images(
     drawn = nb.draw(reloaded, noise)
     assert drawn.shape == (12, 3, config.image_size, config.image_size) and drawn.dtype == torch.uint8
     assert drawn.float().std() > 1  # real pictures, not one flat colour that any generator would match
-    assert torch.equal(drawn, nb.draw(gan.sampler(), noise))
+    original = nb.draw(gan.sampler(), noise)
     with torch.no_grad():  # and before rounding to uint8 too
-        assert torch.equal(reloaded(noise), gan.sampler().eval()(noise))
+        pixels, original_pixels = reloaded(noise), gan.sampler().eval()(noise)
+    if channels_last:  # another memory layout: equal up to float rounding
+        torch.testing.assert_close(pixels, original_pixels, rtol=0, atol=1e-5)
+        differences = (drawn.int() - original.int()).abs()
+        assert differences.max() <= 1 and (differences > 0).float().mean() < 0.001
+    else:  # the same layout, the same kernels: bit for bit
+        assert torch.equal(pixels, original_pixels) and torch.equal(drawn, original)
 
     assert spec == json.loads(spec_path.read_text())
     sizes = {"latent_dim": config.latent_dim, "width": config.g_width, "image_size": config.image_size}
@@ -358,9 +343,10 @@ def test_ema_decay_warm_up_formula(nb):
 # --------------------------------------------------------------------------------------------------
 # FID / KID with the shared offline Inception weights (in-process)
 
-# 64 real faces vs 64 other real faces, then 32 noise images vs the cached 64: 160 images through Inception,
-# about 25 s on 2 free CPU cores (the e2e FID run adds 100 more).
-FID_REAL_COUNT, FID_NOISE_COUNT = 64, 32
+# 32 real faces vs 32 other real faces, then 16 noise images vs the cached 32: 80 images through Inception.
+# Measured on these faces: real vs real FID 123-131 and |KID| below 0.002, noise vs real FID 489-491 and
+# KID 0.65 (with 64 and 32 images: 102-143 and 479-483); the thresholds below hold for either.
+FID_REAL_COUNT, FID_NOISE_COUNT = 32, 16
 
 
 def shared_faces_uint8(start, count):
@@ -415,48 +401,65 @@ def test_real_statistics_are_cached_and_reused(fid_scores):
 # FID in the notebook, end to end
 
 
-def test_e2e_fid_rows_for_every_epoch_and_both_generators(fid_run):
+def test_e2e_fid_rows_of_both_generators_with_real_weights(fid_run):
     run, out = fid_run
     rows = json.loads((run / "metrics.json").read_text())["fid"]
-    assert sorted((row["epoch"], row["generator"]) for row in rows) == [(1, "ema"), (2, "ema"), (2, "raw")]
+    assert sorted((row["epoch"], row["generator"]) for row in rows) == [(1, "ema"), (1, "raw")]
     for row in rows:
         assert all(
             isinstance(row[key], float) and math.isfinite(row[key]) for key in ("fid", "kid", "kid_std")
         ), row
-        assert row["fid"] > 0 and row["samples"] == 20 and row["real"] == 20, row
-    assert (run / "plots" / "fid.png").stat().st_size > 0
+        assert row["fid"] > 0 and row["samples"] == 10 and row["real"] == 10, row
+    assert rows[0]["fid"] != rows[1]["fid"]
     assert any((run.parent / "runs" / "cache" / "fid").iterdir())  # real statistics cached in CACHE_DIR
     assert "FID/KID skipped" not in notebook_text(out)
 
 
-def test_e2e_longer_resumed_run_keeps_the_earlier_evaluation(fid_run, tmp_path):
-    """Extending a finished run (EPOCHS 2 -> 3, RESUME on) must keep the epoch-2 FID/KID the evaluation
-    measured after its last checkpoint: the checkpoint the new run resumes from has to carry them too."""
-    run, _ = fid_run
-    shutil.copytree(run, tmp_path / "run")  # a copy: the other tests read the original
-    out = run_notebook(
-        tmp_path,
-        DATA_DIR=str(run.parent / "faces"),
-        RUN_DIR=str(tmp_path / "run"),
-        EPOCHS=3,
-        **FID_EVERY_EPOCH,
-    )
-    assert "Resuming after epoch 2 of 3" in notebook_text(out)
-    rows = json.loads((tmp_path / "run" / "metrics.json").read_text())["fid"]
-    found = sorted((row["epoch"], row["generator"]) for row in rows)
-    assert found == [(1, "ema"), (2, "ema"), (2, "raw"), (3, "ema"), (3, "raw")]
+def fid_rows(run):
+    """The FID rows of a run folder's metrics.json, by (epoch, generator)."""
+    rows = json.loads((run / "metrics.json").read_text())["fid"]
+    return {(row["epoch"], row["generator"]): row for row in rows}
 
 
-def test_e2e_zip_holds_the_fid_results(fid_run):
-    run, _ = fid_run
-    with zipfile.ZipFile(run / "anime_gan_results.zip") as bundle:
+def test_e2e_fid_every_epoch_and_at_the_end_without_shared(resume_chain):
+    """The notebook's FID cells with the stand-in torch-fidelity (conftest.resume_chain, FID_EVERY 1): the
+    straight 2-epoch run measures the EMA generator after epoch 1 inside train() and both generators at the
+    end, 10 generated vs 10 real images each; the table, the plot and the zip follow."""
+    straight = resume_chain.after["straight"]
+    rows = fid_rows(straight)
+    assert sorted(rows) == [(1, "ema"), (2, "ema"), (2, "raw")]
+    for row in rows.values():
+        assert row["samples"] == 10 and row["real"] == 10 and math.isfinite(row["fid"]) and row["fid"] > 0
+    assert rows[(2, "ema")]["fid"] != rows[(2, "raw")]["fid"]  # two generators, really measured apart
+    assert resume_chain.fid_calls["straight"] == [{"fakes": [10, 3, 32, 32], "real": [10, 3, 32, 32]}] * 3
+    text = resume_chain.texts["straight"]
+    assert "FID/KID skipped" not in text and "FID: 10 generated images against 10 real ones, every 1" in text
+    assert re.search(r"\s+2\s+raw\s+\d+\.\d\d\s", text)  # the table printed in section 9
+    assert (straight / "plots" / "fid.png").stat().st_size > 0
+    with zipfile.ZipFile(straight / "anime_gan_results.zip") as bundle:
         assert "plots/fid.png" in bundle.namelist()
-        assert json.loads(bundle.read("metrics.json")) == json.loads((run / "metrics.json").read_text())
+        assert json.loads(bundle.read("metrics.json")) == json.loads((straight / "metrics.json").read_text())
 
 
-def test_fid_unavailable_is_skipped_with_a_clear_message(offline_run):
-    run, out = offline_run
-    text = notebook_text(out)
+def test_e2e_longer_resumed_run_keeps_the_earlier_evaluation(resume_chain):
+    """Extending a finished run (EPOCHS 1 -> 2 -> 3 -> 4, RESUME on) keeps the FID/KID each evaluation measured
+    after its last checkpoint: save_metrics writes them into the checkpoint the next run resumes from. The
+    EMA generator's epoch-1 FID, measured at the end of the 1-epoch run, equals the one the straight run
+    measured inside train(): the same generator, the same images."""
+    resumed, straight = fid_rows(resume_chain.after["resumed"]), fid_rows(resume_chain.after["straight"])
+    assert sorted(resumed) == [(1, "ema"), (1, "raw"), (2, "ema"), (2, "raw")]
+    assert all(resumed[key] == straight[key] for key in straight)
+    checkpoint = resume_chain.after["resumed"] / "checkpoints" / "checkpoint.pt"
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["metrics"]["fid"]
+    assert {(row["epoch"], row["generator"]): row for row in saved} == resumed
+    final = fid_rows(resume_chain.final)
+    assert sorted(final) == [(epoch, name) for epoch in (1, 2, 3, 4) for name in ("ema", "raw")]
+
+
+def test_fid_unavailable_is_skipped_with_a_clear_message(report_run):
+    """The report run asks for FID without FID_WEIGHTS and without internet: every download goes to a closed
+    local port, and torch's download cache is an empty folder, so no earlier copy of the weights helps."""
+    run, text = report_run.run, report_run.text
     skipped = [line for line in text.splitlines() if "FID/KID skipped" in line]
     assert len(skipped) == 1 and "could not be downloaded" in skipped[0], text[-2000:]
     assert "set FID_WEIGHTS to a local copy" in text
@@ -482,7 +485,7 @@ def test_e2e_results_zip_holds_what_a_user_keeps(e2e_run):
             "generator.safetensors",
             "generator.json",
             "plots/training_curves.png",
-            *(f"samples/epoch_{e:03d}.png" for e in (1, 2, 3)),
+            *(f"samples/epoch_{e:03d}.png" for e in (1, 2, 3, 4)),
         }
         assert expected <= names, expected - names
         assert not any(

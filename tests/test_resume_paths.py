@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-from conftest import cpu_hardware, notebook_text, run_notebook, tiny_config, train_run
+from conftest import cpu_hardware, tiny_config, train_run
 
 CPU = torch.device("cpu")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -91,20 +91,16 @@ def test_checkpoint_written_on_a_cuda_gpu_loads_on_the_cpu(nb, checkpoints, tmp_
     assert torch.equal(state["generator"]["0.weight"], checkpoints["fp16"]["generator"]["0.weight"])
 
 
-def test_end_to_end_fp32_run_resumes_in_bf16_and_back(tmp_path, faces_dir):
-    run = tmp_path / "run"
-    run_notebook(tmp_path / "out", DATA_DIR=str(faces_dir), RUN_DIR=str(run), PRECISION="fp32", EPOCHS=1)
-    out = run_notebook(
-        tmp_path / "out", DATA_DIR=str(faces_dir), RUN_DIR=str(run), PRECISION="bf16", EPOCHS=2
-    )
-    text = notebook_text(out)
-    assert "Resuming after epoch 1 of 2" in text and "changed PRECISION" in text
-    out = run_notebook(
-        tmp_path / "out", DATA_DIR=str(faces_dir), RUN_DIR=str(run), PRECISION="fp32", EPOCHS=3
-    )
-    assert "Resuming after epoch 2 of 3" in notebook_text(out)
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]
+def test_end_to_end_fp32_run_resumes_in_bf16_and_back(resume_chain):
+    """conftest.resume_chain: an fp32 run (EPOCHS 2) goes on in bf16 (EPOCHS 3), then in fp32 again (EPOCHS 4)."""
+    text = resume_chain.texts["bf16"]
+    assert "Resuming after epoch 2 of 3" in text and "changed PRECISION" in text
+    assert "precision: bf16" in text
+    text = resume_chain.texts["fp32"]
+    assert "Resuming after epoch 3 of 4" in text and "changed PRECISION" in text
+    metrics = json.loads((resume_chain.final / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3, 4]
+    assert all(torch.isfinite(torch.tensor(metrics["steps"][key])).all() for key in ("loss_d", "loss_g"))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,0 +1,329 @@
+"""Check that the tests written for issue 20's gaps can fail: for each variant, break the code a test guards in a
+copy of the project (notebook, README, .ci/run or the tests' own set-up), run that test on the copy, and
+expect it to fail. A control row first runs every listed test on an unbroken copy, where all must pass.
+
+Each replacement is exact and must occur exactly once (in the notebook: in one code cell's source), so an
+edited project stops this script loudly instead of testing the wrong thing. The copy holds the working tree's
+files (tracked and untracked, not ignored) with ../shared linked beside it, as on a developer machine.
+
+    python tests/sabotage_gaps.py              # every variant (the end-to-end ones run papermill)
+    python tests/sabotage_gaps.py adam hidden  # some of them; --list names them all
+
+tests/sabotage_check.py does the same for the learning test and the BCE targets. Not collected by pytest."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NB = "anime_gan.ipynb"
+SETTINGS, FID, DATA = "tests/test_settings.py", "tests/test_fid_paths.py", "tests/test_data_paths.py"
+NOTEBOOK_TESTS, SETUP = "tests/test_notebook.py", "tests/test_setup.py"
+PYTEST_OPTIONS = ["-q", "-p", "no:importnb", "-p", "no:cacheprovider"]
+
+# name: (the broken code, file, [(old, new)], tests that must fail)
+VARIANTS = {
+    "adam": (
+        "both optimizers built without LR and BETA1 (Adam's defaults 0.001, 0.9)",
+        NB,
+        [("adam = dict(lr=config.lr, betas=(config.beta1, 0.999))", "adam = dict()")],
+        [
+            f"{SETTINGS}::test_both_optimizers_use_lr_and_beta1",
+            f"{SETTINGS}::test_the_first_step_moves_each_weight_by_lr",
+        ],
+    ),
+    "real-target-0": (
+        "D's real target 0 (sabotage_check.py's variant b)",
+        NB,
+        [("torch.ones_like(real_logits)", "torch.zeros_like(real_logits)")],
+        [f"{SETTINGS}::test_loss_targets_are_real_1_fake_0_and_generator_1"],
+    ),
+    "g-target-0": (
+        "G's target 0 (variant c)",
+        NB,
+        [
+            (
+                "return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))",
+                "return F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))",
+            )
+        ],
+        [f"{SETTINGS}::test_loss_targets_are_real_1_fake_0_and_generator_1"],
+    ),
+    "at-least-one": (
+        "LOG_EVERY and SAMPLE_COUNT dropped from AT_LEAST_ONE (0 accepted)",
+        NB,
+        [('"d_width", "log_every", "sample_count", "generate_count")', '"d_width", "generate_count")')],
+        [f"{SETTINGS}::test_counts_and_sizes_must_be_at_least_one"],
+    ),
+    "hidden-folders": (
+        "hidden folders walked into",
+        NB,
+        [('dirs[:] = [name for name in dirs if not name.startswith(".")]', "dirs[:] = list(dirs)")],
+        [f"{DATA}::test_hidden_files_and_folders_are_never_read"],
+    ),
+    "hidden-files": (
+        "hidden files (and macOS's ._ companions) read",
+        NB,
+        [(' and name[0] != "."]', "]")],
+        [f"{DATA}::test_hidden_files_and_folders_are_never_read"],
+    ),
+    "seed-order": (
+        "the epoch order seeded by the epoch alone",
+        NB,
+        [
+            (
+                "generator=torch.Generator().manual_seed(seed * 100_003 + epoch)",
+                "generator=torch.Generator().manual_seed(epoch)",
+            )
+        ],
+        [f"{SETTINGS}::test_seed_changes_the_epoch_order_and_the_random_draws"],
+    ),
+    "max-images": (
+        "MAX_IMAGES ignored: every file decoded",
+        NB,
+        [("files = choose_files(all_files, max_images, seed)", "files = all_files")],
+        [f"{SETTINGS}::test_max_images_caps_the_data_with_a_repeatable_choice"],
+    ),
+    "compile-wrapper": (
+        "COMPILE wraps the networks (torch.compile), so their state_dict keys gain _orig_mod.",
+        NB,
+        [
+            (
+                "generator.compile()\n        discriminator.compile()",
+                "generator, discriminator = torch.compile(generator), torch.compile(discriminator)",
+            )
+        ],
+        [f"{SETTINGS}::test_a_compiled_run_and_a_plain_one_resume_from_each_other"],
+    ),
+    "generate-remainder": (
+        "generate_images drops the last, partial batch",
+        NB,
+        [
+            (
+                "sizes = [min(batch_size, count - start) for start in range(0, count, batch_size)]",
+                "sizes = [batch_size] * (count // batch_size)",
+            )
+        ],
+        [
+            f"{FID}::test_generate_images_across_its_500_image_batches",
+            f"{FID}::test_measure_fid_success_path",
+        ],
+    ),
+    "record-fid-appends": (
+        "record_fid appends a second row for the same epoch and generator",
+        NB,
+        [
+            (
+                'rows = [row for row in metrics["fid"] if (row["epoch"], row["generator"]) != (epoch, generator_name)]',
+                'rows = list(metrics["fid"])',
+            )
+        ],
+        [f"{FID}::test_record_fid_replaces_the_row_of_the_same_epoch_and_generator"],
+    ),
+    "fid-every-epoch": (
+        "FID_EVERY ignored inside train(): measured after every epoch",
+        NB,
+        [
+            (
+                "if fid_probe and epoch % config.fid_every == 0 and epoch < config.epochs:",
+                "if fid_probe and epoch < config.epochs:",
+            )
+        ],
+        [f"{FID}::test_fid_every_inside_train"],
+    ),
+    "save-metrics-json-only": (
+        "save_metrics leaves the checkpoint's metrics behind",
+        NB,
+        [("    if paths.checkpoint.exists():  # e.g.", "    if False:  # e.g.")],
+        [f"{FID}::test_save_metrics_writes_the_json_and_the_checkpoint"],
+    ),
+    "bf16-probe-direct": (
+        "the private bf16 probes called directly (AttributeError on an older torch)",
+        NB,
+        [
+            (
+                "probes = [getattr(torch.cpu, name, None) for name in names]",
+                "probes = [getattr(torch.cpu, name) for name in names]",
+            )
+        ],
+        ["tests/test_fast_path.py::test_a_torch_without_the_bf16_probes_trains_in_fp32"],
+    ),
+    "live-view-every-epoch": (
+        "headless, a picture after every epoch",
+        NB,
+        [("elif epoch & (epoch - 1) == 0 or epoch == last_epoch:", "else:")],
+        [f"{NOTEBOOK_TESTS}::test_live_view_updates_one_picture_live_and_shows_a_few_headless"],
+    ),
+    "no-batch-check": (
+        "no check for fewer usable images than BATCH_SIZE (end to end)",
+        NB,
+        [("if count < config.batch_size:", "if False:")],
+        [f"{NOTEBOOK_TESTS}::test_fewer_usable_images_than_batch_size_stop_before_training"],
+    ),
+    "decoding-label": (
+        'the decoding bar renamed: `"decoding" not in text` alone would still pass (end to end)',
+        NB,
+        [('desc="decoding"', 'desc="reading"')],
+        [f"{DATA}::test_cache_is_shared_by_runs_and_not_copied_into_run_folders"],
+    ),
+    "resume-new-noise": (
+        "a resumed run draws new fixed noise (end to end)",
+        NB,
+        [
+            (
+                "        return epoch, metrics, fixed_noise.to(device)",
+                "        return epoch, metrics, torch.randn_like(fixed_noise).to(device)",
+            )
+        ],
+        [f"{NOTEBOOK_TESTS}::test_resumed_notebook_run_is_bit_identical_to_a_straight_one"],
+    ),
+    "ci-skips": (
+        ".ci/run without its ../shared check",
+        ".ci/run",
+        [('if [ ! -e "$needed" ]; then', "if false; then")],
+        [f"{SETUP}::test_ci_without_shared_fails_before_installing_anything"],
+    ),
+    "readme-bare-pip": (
+        "the README's first command with the system's pip and python",
+        "README.md",
+        [
+            (
+                "python3 -m venv .venv && .venv/bin/python -m pip install -r requirements-dev.txt",
+                "pip install -r requirements-dev.txt",
+            )
+        ],
+        [
+            f"{SETUP}::test_readme_commands_make_and_use_a_virtual_environment",
+            f"{SETUP}::test_ci_runs_the_readme_commands",
+        ],
+    ),
+    "needs-shared-skips-on-ci": (
+        "tests that need ../shared skip on CI too",
+        "tests/conftest.py",
+        [("        if running_on_ci():\n", "        if False:\n")],
+        [f"{SETUP}::test_tests_that_need_shared_fail_on_ci_and_skip_elsewhere"],
+    ),
+    "widgets-visible": (
+        "ipywidgets not hidden from the kernel",
+        "tests/conftest.py",
+        [
+            (
+                '(("JUPYTER_PATH", folder / "jupyter"), ("PYTHONPATH", folder / "hide"))',
+                '(("JUPYTER_PATH", folder / "jupyter"),)',
+            )
+        ],
+        [f"{SETUP}::test_every_kernel_is_this_interpreter_without_ipywidgets"],
+    ),
+    "kernel-unpinned": (
+        "the machine's own python3 kernelspec used",
+        "tests/conftest.py",
+        [
+            (
+                '(("JUPYTER_PATH", folder / "jupyter"), ("PYTHONPATH", folder / "hide"))',
+                '(("PYTHONPATH", folder / "hide"),)',
+            )
+        ],
+        [f"{SETUP}::test_every_kernel_is_this_interpreter_without_ipywidgets"],
+    ),
+}
+
+
+def replace_once(text, old, new, where):
+    count = text.count(old)
+    if count != 1:
+        raise SystemExit(f"{where} holds {count} copies of {old!r} (expected exactly 1): update this script.")
+    return text.replace(old, new)
+
+
+def break_file(path, replacements):
+    """Apply the replacements to path; in the notebook, to the source of the one code cell holding each."""
+    if path.suffix != ".ipynb":
+        text = path.read_text(encoding="utf-8")
+        for old, new in replacements:
+            text = replace_once(text, old, new, path.name)
+        path.write_text(text, encoding="utf-8")
+        return
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    for old, new in replacements:
+        cells = [c for c in notebook["cells"] if c["cell_type"] == "code" and old in "".join(c["source"])]
+        if len(cells) != 1:
+            raise SystemExit(
+                f"{len(cells)} code cells of {path.name} hold {old!r} (expected 1): update this script."
+            )
+        source = replace_once("".join(cells[0]["source"]), old, new, path.name)
+        cells[0]["source"] = source.splitlines(keepends=True)
+    path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def copy_project(folder):
+    """The working tree's files (tracked and untracked, not ignored) in folder/anime_gan, ../shared beside it."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    project = Path(folder) / "anime_gan"
+    for name in filter(None, listed.split("\0")):
+        if (ROOT / name).is_file():
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, project / name)
+    if (ROOT.parent / "shared").exists():
+        os.symlink(ROOT.parent / "shared", Path(folder) / "shared")
+    return project
+
+
+def run_tests(project, tests):
+    """("pass" | "fail" | "error", pytest's summary, seconds) of tests run in project."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *PYTEST_OPTIONS, *tests], cwd=project, capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - started
+    lines = [line for line in result.stdout.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
+    summary = re.sub(r" in [\d.]+s.*", "", lines[-1].strip("= ")) if lines else f"(exit {result.returncode})"
+    outcome = {0: "pass", 1: "fail"}.get(result.returncode, "error")
+    if outcome == "fail" and "failed" not in summary:
+        outcome = "error"  # only errors (a fixture broke): the test could not even run
+    return outcome, summary, seconds
+
+
+def main(argv):
+    if "--list" in argv:
+        for name, (description, path, _, tests) in VARIANTS.items():
+            print(f"{name:<26} {path:<18} {description}\n{'':<26} {' '.join(tests)}")
+        return 0
+    unknown = [name for name in argv if name not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; --list names them")
+    chosen = {name: VARIANTS[name] for name in (argv or VARIANTS)}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="sabotage_gaps_") as folder:
+        control = copy_project(Path(folder) / "control")
+        all_tests = sorted({test for *_, tests in chosen.values() for test in tests})
+        print(f"control: {len(all_tests)} tests on an unbroken copy ...", file=sys.stderr, flush=True)
+        observed, summary, seconds = run_tests(control, all_tests)
+        rows.append(("control", "pass", observed, observed == "pass", seconds, summary, "nothing broken"))
+        for name, (description, path, replacements, tests) in chosen.items():
+            project = copy_project(Path(folder) / name)
+            break_file(project / path, replacements)
+            print(f"{name}: {description} ...", file=sys.stderr, flush=True)
+            observed, summary, seconds = run_tests(project, tests)
+            rows.append((name, "fail", observed, observed == "fail", seconds, summary, description))
+            shutil.rmtree(Path(folder) / name)
+    print(f"{'variant':<26} {'expected':<8} {'observed':<8} {'OK':<3} {'seconds':>7}  {'pytest':<24} broken")
+    for name, expected, observed, ok, seconds, summary, description in rows:
+        print(
+            f"{name:<26} {expected:<8} {observed:<8} {'yes' if ok else 'NO':<3} {seconds:>7.0f}  {summary:<24} {description}"
+        )
+    return 0 if all(row[3] for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

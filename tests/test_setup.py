@@ -1,0 +1,136 @@
+"""Set-up that works on a fresh machine, and CI that cannot quietly skip: the README's two commands make and
+use a virtual environment; .ci/run runs the same commands and stops on CI when ../shared is missing; the
+test tools are pinned; and every kernel the tests start is this interpreter, without ipywidgets."""
+
+import importlib.metadata
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, kernel_environment, needs_shared
+
+
+def readme_commands():
+    """The two lines of the README's first code block: (set-up and QUICK run, test command)."""
+    block = re.search(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S).group(1)
+    setup, tests = block.strip().splitlines()
+    return setup, tests
+
+
+def test_readme_commands_make_and_use_a_virtual_environment():
+    """Debian 12 and Ubuntu 24.04 refuse `pip install` into the system Python ("externally-managed-
+    environment") and have no `python`, only `python3`; a bare `pip` may belong to another interpreter.
+    So: python3 makes .venv, and everything after runs .venv's own python."""
+    setup, tests = readme_commands()
+    steps = [step.strip() for step in setup.split("&&")]
+    assert steps[0] == "python3 -m venv .venv"
+    assert steps[1] == ".venv/bin/python -m pip install -r requirements-dev.txt"
+    assert tests == ".venv/bin/python -m pytest -q"
+    for command in [*steps[1:], tests]:
+        program = command.split()[0]
+        assert program in (".venv/bin/python", "mkdir"), command  # never python, pip or pip3 of the system
+    assert "papermill anime_gan.ipynb" in steps[-1] and steps[-1].startswith(".venv/bin/python -m papermill")
+
+
+def test_ci_runs_the_readme_commands():
+    """.ci/run is the README's set-up without the QUICK run, then exactly the README's test command."""
+    setup, tests = readme_commands()
+    script = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    commands = [line for line in script if line.startswith(("python3", ".venv/"))]
+    assert commands == [*[step.strip() for step in setup.split("&&")][:2], tests]
+
+
+@pytest.fixture
+def ci_copy(tmp_path):
+    """.ci/run in an empty project folder (no ../shared beside it), and a `python3` that only logs its
+    arguments (and fails), first on PATH: whatever runs, nothing is installed."""
+    project = tmp_path / "project"
+    (project / ".ci").mkdir(parents=True)
+    shutil.copy(ROOT / ".ci" / "run", project / ".ci" / "run")
+    bin_dir, log = tmp_path / "bin", tmp_path / "python3.log"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(f'#!/bin/sh\necho "$@" >> {log}\nexit 3\n')
+    (bin_dir / "python3").chmod(0o755)
+
+    def run(ci, shared=False):
+        if shared:
+            (tmp_path / "shared" / "data" / "anime-faces" / "images").mkdir(parents=True)
+            weights = tmp_path / "shared" / "models" / "fid-inception"
+            weights.mkdir(parents=True)
+            (weights / "weights-inception-2015-12-05-fidhelper-converted.pth").write_bytes(b"weights")
+        env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CI": ci}
+        result = subprocess.run(
+            ["bash", str(project / ".ci" / "run")], env=env, capture_output=True, text=True, timeout=60
+        )
+        return result, log.read_text() if log.exists() else ""
+
+    return run
+
+
+@pytest.mark.parametrize("ci", ["true", "1", "True"])
+def test_ci_without_shared_fails_before_installing_anything(ci_copy, ci):
+    result, calls = ci_copy(ci)
+    assert result.returncode == 1 and "../shared" in result.stderr and "missing" in result.stderr
+    assert calls == ""  # python3 was never called: no venv, no pip
+
+
+def test_ci_with_shared_and_local_runs_without_it_go_on_to_install(ci_copy):
+    """The positive control: with ../shared present CI goes on to make the venv (the logging python3 then
+    stops it), and off CI a missing ../shared does not stop the script (those tests skip)."""
+    result, calls = ci_copy("false")
+    assert result.returncode == 3 and calls == "-m venv .venv\n"
+    result, calls = ci_copy("true", shared=True)
+    assert result.returncode == 3 and calls == "-m venv .venv\n-m venv .venv\n"
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"), [("true", "fail"), ("1", "fail"), ("", "skip"), ("false", "skip")]
+)
+def test_tests_that_need_shared_fail_on_ci_and_skip_elsewhere(monkeypatch, tmp_path, ci, outcome):
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(
+        (pytest.fail.Exception, pytest.skip.Exception)
+    ) as raised:  # either, to tell them apart
+        needs_shared(tmp_path / "not_here")
+    assert raised.type is {"fail": pytest.fail.Exception, "skip": pytest.skip.Exception}[outcome]
+    assert "is absent" in str(raised.value)
+    needs_shared(tmp_path)  # present: nothing happens
+
+
+def pinned_tools():
+    """{name: version} of requirements-dev.txt's own lines (not the -r of requirements.txt)."""
+    lines = (ROOT / "requirements-dev.txt").read_text().splitlines()
+    requirements = [line.split("#")[0].strip() for line in lines]
+    requirements = [line for line in requirements if line and not line.startswith("-r")]
+    pins = dict(line.split("==") for line in requirements if "==" in line)
+    assert len(pins) == len(requirements), requirements  # every test tool pinned exactly
+    return pins
+
+
+def test_the_test_tools_are_pinned_and_these_are_the_ones_running():
+    """A new release of ruff, pytest, papermill or ipykernel cannot fail CI with no change here; and the
+    suite that just ran used exactly those versions."""
+    pins = pinned_tools()
+    assert set(pins) == {"papermill", "ipykernel", "pytest", "ruff"}
+    for name, version in pins.items():
+        assert importlib.metadata.version(name) == version, name
+
+
+def test_every_kernel_is_this_interpreter_without_ipywidgets():
+    """The tests' papermill runs start "python3": inside kernel_environment() that is sys.executable, whatever
+    kernelspecs the machine has registered, and ipywidgets cannot be imported by it (so the notebook
+    reports headless whether or not ipywidgets is installed)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    with kernel_environment():
+        spec = KernelSpecManager().get_kernel_spec("python3")
+        probe = subprocess.run(
+            [sys.executable, "-c", "import ipywidgets"], capture_output=True, text=True, env=dict(os.environ)
+        )
+    assert spec.argv[0] == sys.executable and Path(spec.argv[0]).exists()
+    assert probe.returncode == 1 and "hidden from the tests' kernel" in probe.stderr
+    assert "JUPYTER_PATH" not in os.environ or "anime_gan_kernel_" not in os.environ["JUPYTER_PATH"]
