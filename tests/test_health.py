@@ -142,6 +142,8 @@ def test_the_verdict_reaches_metrics_the_figure_and_the_report(
     assert [row["epoch"] for row in metrics["health"]] == [1, 2]
     assert all(row["verdict"] == "warming up" for row in metrics["health"])
     assert "Warming up" in shown[-1]._suptitle.get_text()
+    for figure in shown:
+        nb.plt.close(figure)
     assert "Epoch 2/2 took" in printed and "Healthy" not in printed  # a healthy run prints no verdict
     saved = nb.read_checkpoint(paths.checkpoint)["metrics"]["health"]
     assert saved == metrics["health"]
@@ -301,3 +303,29 @@ def test_a_checkpoint_from_before_the_health_check_resumes(nb, default_parameter
     nb.atomic_write(paths.checkpoint, lambda tmp: torch.save(old, tmp))
     _, metrics, _ = run(nb, default_parameters, tiny_images, tmp_path / "run", EPOCHS=2)
     assert [row["epoch"] for row in metrics["health"]] == [2]
+
+
+# ---- end to end -----------------------------------------------------------------------------------------
+def test_e2e_the_best_generator_by_fid_is_exported_zipped_and_health_recorded(resume_chain):
+    """A papermill run with FID every epoch (a stand-in torch-fidelity: a deterministic score) exports the
+    generator of the lowest FID with its epoch and score, and the zip carries it."""
+    import json
+    import zipfile
+
+    run = resume_chain.after["straight"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    rows = [row for row in metrics["fid"] if row["generator"] == "ema"]
+    assert len(rows) == 2
+    best = min(rows, key=lambda row: row["fid"])
+    spec = json.loads((run / "best_generator.json").read_text())
+    assert (spec["epoch"], spec["fid"], spec["generator"]) == (best["epoch"], best["fid"], "ema")
+    assert (run / "best_generator.safetensors").stat().st_size > 1000
+    with zipfile.ZipFile(run / "anime_gan_results.zip") as bundle:
+        assert {"best_generator.safetensors", "best_generator.json", "plots/game_2d.png"} <= set(
+            bundle.namelist()
+        )
+    assert [row["epoch"] for row in metrics["health"]] == [1, 2]
+    assert (
+        "Epoch 2/2 took" in resume_chain.texts["straight"]
+        and "images/s, training" in resume_chain.texts["straight"]
+    )
