@@ -32,7 +32,7 @@ VARIANTS = {
     "adam": (
         "both optimizers built without LR and BETA1 (Adam's defaults 0.001, 0.9)",
         NB,
-        [("adam = dict(lr=config.lr, betas=(config.beta1, 0.999))", "adam = dict()")],
+        [("return dict(lr=config.lr, betas=(config.beta1, 0.999), **fused)", "return dict(**fused)")],
         [
             f"{SETTINGS}::test_both_optimizers_use_lr_and_beta1",
             f"{SETTINGS}::test_the_first_step_moves_each_weight_by_lr",
