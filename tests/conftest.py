@@ -19,10 +19,10 @@ from notebook_module import load_notebook
 from PIL import Image
 
 # One thread in this process and in every kernel the tests start (OMP_NUM_THREADS, inherited), unless it is
-# set. The networks here are tiny: a second thread buys little, and the same thread count gives the same
-# float results on any machine. On a shared 2-core machine two OpenMP threads per process also spin against
-# the other processes: 2 epochs of the report run's 32 tiny steps took 1.0 s with one thread and 107-133 s
-# with two while another job ran (3 processes on 2 cores).
+# set. The networks here are tiny: a second thread buys little, and a thread count fixed whatever the
+# machine's cores takes one cause of different float sums (and so of different training runs) away. On a
+# shared 2-core machine two OpenMP threads per process also spin against the other processes: 2 epochs of
+# the report run's 32 tiny steps took 1.0 s with one thread and 107-133 s with two while another job ran.
 TEST_THREADS = int(os.environ.setdefault("OMP_NUM_THREADS", "1"))
 torch.set_num_threads(TEST_THREADS)
 
