@@ -131,8 +131,8 @@ VARIANTS = {
         NB,
         [
             (
-                "if fid_probe and epoch % config.fid_every == 0 and epoch < config.epochs:",
-                "if fid_probe and epoch < config.epochs:",
+                "fid_due = config.fid_every and epoch % config.fid_every == 0 and epoch < config.epochs",
+                "fid_due = epoch < config.epochs",
             )
         ],
         [f"{FID}::test_fid_every_inside_train"],
