@@ -392,6 +392,24 @@ def tiny_images(nb, tmp_path_factory):
     return nb.place_images(faces.images, torch.device("cpu"))
 
 
+def assert_identical(actual, expected, where="state"):
+    """Recursive equality; tensors must match bit for bit (same dtype, shape and values)."""
+    if isinstance(expected, torch.Tensor):
+        assert isinstance(actual, torch.Tensor), where
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape, where
+        assert torch.equal(actual, expected), f"{where} differs"
+    elif isinstance(expected, dict):
+        assert isinstance(actual, dict) and set(actual) == set(expected), where
+        for key in expected:
+            assert_identical(actual[key], expected[key], f"{where}[{key!r}]")
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), where
+        for index, (a, e) in enumerate(zip(actual, expected)):
+            assert_identical(a, e, f"{where}[{index}]")
+    else:
+        assert actual == expected, where
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--device",

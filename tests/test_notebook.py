@@ -8,7 +8,7 @@ import types
 
 import pytest
 import torch
-from conftest import NOTEBOOK, ROOT, notebook_json, run_notebook, write_faces
+from conftest import NOTEBOOK, ROOT, assert_identical, notebook_json, run_notebook, write_faces
 from PIL import Image
 
 
@@ -136,25 +136,9 @@ def test_resumed_notebook_run_is_bit_identical_to_a_straight_one(chain):
     expected = comparable_checkpoint(straight / "checkpoints" / "checkpoint.pt")
     actual = comparable_checkpoint(resumed / "checkpoints" / "checkpoint.pt")
     assert expected["epoch"] == actual["epoch"] == 2
-    assert_same_state(actual, expected)
+    assert_identical(actual, expected, "checkpoint")
     for name in (*samples, "generated.png", "interpolation.png", "generator.safetensors"):
         assert (resumed / name).read_bytes() == (straight / name).read_bytes(), name
-
-
-def assert_same_state(actual, expected, where="checkpoint"):
-    """Recursive equality; tensors bit for bit."""
-    if isinstance(expected, torch.Tensor):
-        assert actual.dtype == expected.dtype and torch.equal(actual, expected), where
-    elif isinstance(expected, dict):
-        assert set(actual) == set(expected), where
-        for key in expected:
-            assert_same_state(actual[key], expected[key], f"{where}[{key!r}]")
-    elif isinstance(expected, (list, tuple)):
-        assert len(actual) == len(expected), where
-        for index, (a, e) in enumerate(zip(actual, expected)):
-            assert_same_state(a, e, f"{where}[{index}]")
-    else:
-        assert actual == expected, where
 
 
 def test_bad_parameters_stop_with_a_clear_message(tmp_path):

@@ -23,6 +23,7 @@ import torch
 from conftest import (
     FAKE_KEY,
     FAKE_USER,
+    assert_identical,
     cpu_hardware,
     notebook_text,
     run_notebook,
@@ -53,24 +54,6 @@ def training_state(gan):
             "scaler": gan.scaler.state_dict(),
         }
     )
-
-
-def assert_identical(actual, expected, where="state"):
-    """Recursive equality; tensors must match bit for bit (same dtype, shape and values)."""
-    if isinstance(expected, torch.Tensor):
-        assert isinstance(actual, torch.Tensor), where
-        assert actual.dtype == expected.dtype and actual.shape == expected.shape, where
-        assert torch.equal(actual, expected), f"{where} differs"
-    elif isinstance(expected, dict):
-        assert isinstance(actual, dict) and set(actual) == set(expected), where
-        for key in expected:
-            assert_identical(actual[key], expected[key], f"{where}[{key!r}]")
-    elif isinstance(expected, (list, tuple)):
-        assert len(actual) == len(expected), where
-        for index, (a, e) in enumerate(zip(actual, expected)):
-            assert_identical(a, e, f"{where}[{index}]")
-    else:
-        assert actual == expected, where
 
 
 def loss_fields(metrics):
