@@ -39,7 +39,7 @@ MODES = {
         device="cuda",
         tests="",  # all of them, for real
         budget_s=500,  # of the command's 600 s limit: the rest covers the wheels' install and a margin
-        notebook=dict(FID_SAMPLES=0, IMAGE_SIZE=64, EPOCHS=1),
+        notebook=dict(FID_SAMPLES=0, IMAGE_SIZE=64, EPOCHS=1, PLAY_GAME_2D=False),  # the game is CPU work
         precisions=["auto", "fp16", "fp32"],
         compile=True,
         resume_images=512,
@@ -52,7 +52,7 @@ MODES = {
         device="cpu:0",  # spelled with an index, as "cuda:0" is: the notebook must accept it (it once crashed)
         tests="--collect-only",  # the suite itself runs them all on the CPU: here, only the command line
         budget_s=900,  # never binding at these sizes: the smoke run must train all its epochs
-        notebook=dict(FID_SAMPLES=0, EPOCHS=1, **TINY),
+        notebook=dict(FID_SAMPLES=0, EPOCHS=1, PLAY_GAME_2D=False, **TINY),
         precisions=[],  # QUICK and the resume runs already run the notebook end to end on the CPU
         compile=False,
         resume_images=32,

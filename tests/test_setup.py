@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, kernel_environment, needs_shared
+from conftest import ROOT, SLOW_SHARED_WORK, group_of, kernel_environment, needs_shared
 
 
 def readme_commands():
@@ -29,7 +29,7 @@ def test_readme_commands_make_and_use_a_virtual_environment():
     steps = [step.strip() for step in setup.split("&&")]
     assert steps[0] == "python3 -m venv .venv"
     assert steps[1] == ".venv/bin/python -m pip install -r requirements-dev.txt"
-    assert tests == ".venv/bin/python -m pytest -q"
+    assert tests == ".venv/bin/python -m pytest -q -n 2"
     for command in [*steps[1:], tests]:
         program = command.split()[0]
         assert program in (".venv/bin/python", "mkdir"), command  # never python, pip or pip3 of the system
@@ -112,10 +112,10 @@ def pinned_tools():
 
 
 def test_the_test_tools_are_pinned_and_these_are_the_ones_running():
-    """A new release of ruff, pytest, papermill or ipykernel cannot fail CI with no change here; and the
-    suite that just ran used exactly those versions."""
+    """A new release of ruff, pytest, pytest-xdist, papermill or ipykernel cannot fail CI with no change here;
+    and the suite that just ran used exactly those versions."""
     pins = pinned_tools()
-    assert set(pins) == {"papermill", "ipykernel", "pytest", "ruff"}
+    assert set(pins) == {"papermill", "ipykernel", "pytest", "pytest-xdist", "ruff"}
     for name, version in pins.items():
         assert importlib.metadata.version(name) == version, name
 
@@ -134,3 +134,19 @@ def test_every_kernel_is_this_interpreter_without_ipywidgets():
     assert spec.argv[0] == sys.executable and Path(spec.argv[0]).exists()
     assert probe.returncode == 1 and "hidden from the tests' kernel" in probe.stderr
     assert "JUPYTER_PATH" not in os.environ or "anime_gan_kernel_" not in os.environ["JUPYTER_PATH"]
+
+
+def test_each_slow_group_is_a_fixture_and_the_slow_groups_come_first(request):
+    """conftest.SLOW_SHARED_WORK keeps each slow fixture's tests in one process (pytest -n 2): a renamed
+    fixture would drop out of the list without a word, and a run shared by several files would then be made
+    once in each process. Every name is a fixture of the suite; every test is in a group; the slow groups
+    collected come first, in their listed order."""
+    sources = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "tests").glob("*.py"))
+    for name in SLOW_SHARED_WORK:
+        assert re.search(rf"@pytest\.fixture\(.*\)\ndef {name}\(", sources), name
+    groups = [group_of(item) for item in request.session.items]
+    firsts = [group for index, group in enumerate(groups) if group not in groups[:index]]
+    slow = [group for group in firsts if group in SLOW_SHARED_WORK]
+    assert firsts[: len(slow)] == slow == [name for name in SLOW_SHARED_WORK if name in slow]
+    for item in request.session.items:
+        assert [mark.args for mark in item.iter_markers("xdist_group")] == [(group_of(item),)], item.nodeid
