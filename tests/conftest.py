@@ -192,6 +192,7 @@ def run_notebook(output_dir, **parameters):
             progress_bar=False,
             cwd=str(output_dir),
             execution_timeout=600,
+            request_save_on_cell_execute=False,  # written once at the end (or at the error): 3 s less a run
         )
     return output
 

@@ -177,6 +177,8 @@ def test_mps_trains_in_fp32_only(nb, monkeypatch, requested, ok):
 
 
 # ---- the networks, optimizers and EMA on a GPU (placement, with fake tensors) -----------------------------
+# torch's own Tensor.__deepcopy__ (the EMA copy of the fake generator) reads a fake tensor's data pointer
+@pytest.mark.filterwarnings("ignore:Accessing the data pointer of FakeTensor:UserWarning")
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
 def test_a_gpu_gan_keeps_weights_and_ema_on_the_gpu_and_uses_fused_adam(
     nb, make_config, monkeypatch, precision
