@@ -231,6 +231,30 @@ VARIANTS = {
         ],
         [f"{SETUP}::test_every_kernel_is_this_interpreter_without_ipywidgets"],
     ),
+    "game-always": (
+        "PLAY_GAME_2D False still plays the 2-D game (end to end)",
+        NB,
+        [("if config.play_game_2d:", "if True:")],
+        [f"{NOTEBOOK_TESTS}::test_resume_continues_instead_of_restarting"],
+    ),
+    "game-never": (
+        "PLAY_GAME_2D True skips the 2-D game (end to end)",
+        NB,
+        [("if config.play_game_2d:", "if False:")],
+        [f"{NOTEBOOK_TESTS}::test_end_to_end_on_messy_folder"],
+    ),
+    "tests-ungrouped": (
+        "the tests not put in groups: with -n 2 a run several files read is made in each process",
+        "tests/conftest.py",
+        [("        item.add_marker(pytest.mark.xdist_group(group_of(item)))", "        pass")],
+        [f"{SETUP}::test_each_slow_group_is_a_fixture_and_the_slow_groups_come_first"],
+    ),
+    "readme-one-process": (
+        "the README's test command in one process (1.5 times as long on 2 cores)",
+        "README.md",
+        [(".venv/bin/python -m pytest -q -n 2\n```", ".venv/bin/python -m pytest -q\n```")],
+        [f"{SETUP}::test_readme_commands_make_and_use_a_virtual_environment"],
+    ),
 }
 
 
