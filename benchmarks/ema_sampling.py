@@ -16,13 +16,14 @@ import argparse
 import copy
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from notebook_code import load_notebook  # noqa: E402
+from notebook_code import load_notebook, notebook_config  # noqa: E402
 
 
 @torch.no_grad()
@@ -64,7 +65,9 @@ def main():
     nb = load_notebook()
     paths = nb.run_paths(args.run_dir)
     state = nb.read_checkpoint(paths.checkpoint)
-    config = nb.Config(**{**state["config"], "fid_weights": args.weights})
+    defaults = asdict(notebook_config(nb))  # for parameters newer than the checkpoint (PLAY_GAME_2D, ...)
+    saved = {name: value for name, value in state["config"].items() if name in defaults}
+    config = nb.Config(**{**defaults, **saved, "fid_weights": args.weights})
     hardware = nb.Hardware(torch.device("cpu"), "fp32", channels_last=False)
     gan = nb.build_gan(config, hardware)
     nb.load_training_state(gan, state)

@@ -30,7 +30,7 @@ if [ "$mode" = full ]; then
 import importlib.util
 import sys
 
-needed = ("papermill", "ipykernel", "nbclient", "kagglehub", "safetensors", "matplotlib", "torchvision", "pytest", "xdist")
+needed = ("papermill", "ipykernel", "nbclient", "kagglehub", "safetensors", "matplotlib", "torchvision", "pytest")
 missing = [name for name in needed if importlib.util.find_spec(name) is None]
 if missing:
     sys.exit(f"gpu_check: missing {', '.join(missing)}: carry them as wheels in .whl/ (benchmarks/gpu_pack.sh)")

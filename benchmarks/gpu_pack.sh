@@ -36,7 +36,7 @@ for tag in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 man
 done
 download=("$python" -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp "${platforms[@]}" -d .whl)
 "${download[@]}" papermill ipykernel
-"${download[@]}" --no-deps kagglehub torch-fidelity pytest-xdist execnet  # --dist (pyproject.toml) needs xdist
+"${download[@]}" --no-deps kagglehub torch-fidelity
 present="attrs certifi charset_normalizer click idna jinja2 markupsafe packaging pillow psutil pygments
 python_dateutil pyyaml requests six tqdm typing_extensions urllib3 numpy aiohttp aiosignal frozenlist multidict
 yarl propcache aiohappyeyeballs filelock fsspec setuptools wheel"

@@ -68,7 +68,7 @@ TINY = dict(
     FID_REAL=32,
     DEVICE="cpu",
     PRECISION="fp32",  # not "auto": that trains in bf16 on some CPUs and fp32 on others
-    PLAY_GAME_2D=False,  # 6 s a run; the report run plays it, test_game_2d.py checks that it learns
+    PLAY_GAME_2D=False,  # 5-6 s a run; the report run plays it, test_game_2d.py checks that it learns
 )
 
 
@@ -192,7 +192,9 @@ def run_notebook(output_dir, **parameters):
             progress_bar=False,
             cwd=str(output_dir),
             execution_timeout=600,
-            request_save_on_cell_execute=False,  # written once at the end (or at the error): 3 s less a run
+            # The executed notebook is written once, when the run ends or a cell fails (3 s less a run than
+            # after every cell); a kernel that dies or times out leaves none, and no test reads one then.
+            request_save_on_cell_execute=False,
         )
     return output
 
@@ -250,8 +252,9 @@ def report_run(tmp_path_factory):
     """One headless papermill run read by test_notebook.py (the messy folder, a short report, the 2-D game),
     test_results.py (GIF, latent walk, zip, nearest neighbours, FID without weights offline) and
     test_reliability.py (credentials): the 2-D game, then 4 epochs of BATCH_SIZE 2 on the messy folder,
-    which DATA_DIR "" fetches through a stand-in kagglehub while KAGGLE_USERNAME / KAGGLE_KEY are set; FID is asked for (10 vs 10) without
-    FID_WEIGHTS and without internet, and torch's download cache is an empty folder."""
+    which DATA_DIR "" fetches through a stand-in kagglehub while KAGGLE_USERNAME / KAGGLE_KEY are set; FID
+    is asked for (10 vs 10) without FID_WEIGHTS and without internet, and torch's download cache is an
+    empty folder."""
     folder = tmp_path_factory.mktemp("report")
     make_messy_folder(folder / "images")
     fake = folder / "fake_packages" / "kagglehub"
@@ -413,17 +416,37 @@ def assert_identical(actual, expected, where="state"):
         assert actual == expected, where
 
 
-# The suite runs in two processes (`pytest -n 2`, pytest-xdist, as the README says), with the slow shared work
-# kept whole: every test that reads one of these fixtures runs in the process that made it (made once, not once
-# per process), and the other tests go by file. Listed slowest first (pytest --durations on the 2-core CPU),
-# and the suite is ordered so, because the two processes take whole groups in order: the long runs start at
-# once, and the short files fill in around them.
+# The suite runs in two processes (`pytest -n 2`, pytest-xdist, as the README says), with the slow shared
+# work kept whole: every test that reads one of these fixtures runs in the process that made it (made once,
+# not once per process), and the other tests go by file. Listed slowest first (pytest --durations on the
+# 2-core CPU), and the suite is ordered so, because xdist hands out whole groups in that order (a process
+# gets its next group as it nears the end of its last): the long runs start at once, the short files fill in.
 SLOW_SHARED_WORK = ("resume_chain", "smoke", "fid_run", "learned", "fid_scores", "report_run")
 
 
 def group_of(item):
     """The name of the slow shared fixture item reads (the first listed), else its file."""
     return next((name for name in SLOW_SHARED_WORK if name in item.fixturenames), item.path.name)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which turns -n alone into --dist load
+def pytest_cmdline_main(config):
+    """With -n and no --dist: each group whole in one process (loadgroup), the groups in this file's order
+    (not xdist's largest-first). Plain pytest, with or without pytest-xdist installed, is left as it is."""
+    if config.pluginmanager.hasplugin("xdist") and config.option.numprocesses and config.option.dist == "no":
+        config.option.dist, config.option.loadscopereorder = "loadgroup", False
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: called only where it is installed
+def pytest_configure_node(node):
+    """Before xdist starts a test process: tell it whether to group (it reads only the command line)."""
+    node.workerinput["group_tests"] = node.config.option.dist == "loadgroup"
+
+
+def pytest_configure(config):
+    """In a test process that xdist started to group the tests: group them (see pytest_cmdline_main)."""
+    if getattr(config, "workerinput", {}).get("group_tests"):
+        config.option.loadgroup = True
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups into the test ids

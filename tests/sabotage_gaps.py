@@ -249,6 +249,12 @@ VARIANTS = {
         [("        item.add_marker(pytest.mark.xdist_group(group_of(item)))", "        pass")],
         [f"{SETUP}::test_each_slow_group_is_a_fixture_and_the_slow_groups_come_first"],
     ),
+    "dist-not-grouped": (
+        "-n 2 without --dist left to xdist's default (load): the groups ignored, shared runs made twice",
+        "tests/conftest.py",
+        [('config.option.dist, config.option.loadscopereorder = "loadgroup", False', "pass")],
+        [f"{SETUP}::test_with_n_and_no_dist_the_groups_decide_and_plain_pytest_is_left_alone"],
+    ),
     "readme-one-process": (
         "the README's test command in one process (1.5 times as long on 2 cores)",
         "README.md",

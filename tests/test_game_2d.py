@@ -1,5 +1,5 @@
 """The 2-D game learns: the notebook's own section "Before the faces: the game in two dimensions"
-(build_game_2d, play_game_2d and its helpers), which trains two small MLPs with the notebook's train_step,
+(build_game_2d, train_game_2d and its helpers), which trains two small MLPs with the notebook's train_step,
 discriminator_loss and generator_loss, ends with most generated points on the ring of 8 clusters and every
 cluster drawn, where the untrained generator (same seed, same noise) puts none on any cluster.
 
@@ -50,7 +50,7 @@ def played(notebook):
     threads_before = torch.get_num_threads()
     centres = nb.ring_centres(nb.RING_CLUSTERS, nb.RING_RADIUS)
     game = nb.build_game_2d(nb.GAME_LATENT_DIM, nb.GAME_WIDTH, nb.GAME_LR, nb.GAME_SEED)
-    snapshots = nb.play_game_2d(
+    snapshots = nb.train_game_2d(
         game,
         centres,
         nb.GAME_STEPS,

@@ -8,8 +8,10 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+import conftest
 import pytest
 from conftest import ROOT, SLOW_SHARED_WORK, group_of, kernel_environment, needs_shared
 
@@ -136,6 +138,10 @@ def test_every_kernel_is_this_interpreter_without_ipywidgets():
     assert "JUPYTER_PATH" not in os.environ or "anime_gan_kernel_" not in os.environ["JUPYTER_PATH"]
 
 
+# Shared fixtures cheap enough to be made once in each process (a second or two each).
+CHEAP_SHARED = {"nb", "default_parameters", "tiny_images", "test_device", "tmp_path_factory"}
+
+
 def test_each_slow_group_is_a_fixture_and_the_slow_groups_come_first(request):
     """conftest.SLOW_SHARED_WORK keeps each slow fixture's tests in one process (pytest -n 2): a renamed
     fixture would drop out of the list without a word, and a run shared by several files would then be made
@@ -150,3 +156,40 @@ def test_each_slow_group_is_a_fixture_and_the_slow_groups_come_first(request):
     assert firsts[: len(slow)] == slow == [name for name in SLOW_SHARED_WORK if name in slow]
     for item in request.session.items:
         assert [mark.args for mark in item.iter_markers("xdist_group")] == [(group_of(item),)], item.nodeid
+
+
+def test_no_shared_fixture_is_made_in_two_processes(request):
+    """Each session- or module-scoped fixture (but the cheap ones) is read by the tests of one group only, so
+    pytest -n 2 makes it once: a new slow fixture that two groups read must join SLOW_SHARED_WORK."""
+    groups_reading = {}  # (fixture, where it is defined): the groups whose tests read it
+    for item in request.session.items:
+        for name, definitions in item._fixtureinfo.name2fixturedefs.items():
+            fixture = definitions[-1]  # the one this test gets
+            if fixture.scope in ("session", "module") and name not in CHEAP_SHARED:
+                groups_reading.setdefault((name, fixture.baseid), set()).add(group_of(item))
+    assert {name: groups for name, groups in groups_reading.items() if len(groups) > 1} == {}
+
+
+def test_with_n_and_no_dist_the_groups_decide_and_plain_pytest_is_left_alone():
+    """conftest's xdist wiring: -n alone means loadgroup in conftest's order, in the controller and in each
+    process it starts; an explicit --dist, and a run without -n, are left as they are."""
+
+    def config(numprocesses, dist, **extra):
+        plugins = types.SimpleNamespace(hasplugin=lambda name: name == "xdist")
+        option = types.SimpleNamespace(numprocesses=numprocesses, dist=dist, loadscopereorder=True)
+        return types.SimpleNamespace(pluginmanager=plugins, option=option, **extra)
+
+    for numprocesses, dist, expected in [(2, "no", ("loadgroup", False)), (2, "load", ("load", True))]:
+        chosen = config(numprocesses, dist)
+        conftest.pytest_cmdline_main(chosen)
+        assert (chosen.option.dist, chosen.option.loadscopereorder) == expected
+    plain = config(None, "no")
+    conftest.pytest_cmdline_main(plain)
+    assert (plain.option.dist, plain.option.loadscopereorder) == ("no", True)
+    for dist, grouped in [("loadgroup", True), ("load", False)]:
+        node = types.SimpleNamespace(config=config(2, dist), workerinput={})
+        conftest.pytest_configure_node(node)
+        process = config(None, "no", workerinput=node.workerinput)
+        process.option.loadgroup = False  # what xdist's process reads from its own command line
+        conftest.pytest_configure(process)
+        assert process.option.loadgroup is grouped
