@@ -14,6 +14,7 @@ verdict read from the wrong column of the history."""
 
 import copy
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -202,6 +203,28 @@ def test_going_back_continues_exactly_as_the_straight_run_and_deletes_nothing(
     assert old["epoch"] == 3 and all(
         torch.equal(old["generator"][k], v) for k, v in abandoned_weights.items()
     )
+
+
+def test_going_back_leaves_a_users_own_files_named_like_epochs_where_they_are(
+    nb, default_parameters, tiny_images, tmp_path
+):
+    """Only names the run writes (epoch_NNN) are set aside: samples/epoch_best.png, the user's own pick, stays
+    (it once stopped the notebook: its name was read as an epoch number), and so does checkpoints/epoch_x.pt."""
+    _, _, paths = run(nb, default_parameters, tiny_images, tmp_path / "run", EPOCHS=2, KEEP_EVERY=1)
+    own = [paths.samples / "epoch_best.png", paths.checkpoint.parent / "epoch_x.pt"]
+    for path in own:
+        path.write_bytes(b"mine")
+    run(nb, default_parameters, tiny_images, tmp_path / "run", EPOCHS=2, KEEP_EVERY=1, RESUME_FROM_EPOCH=1)
+    assert all(path.read_bytes() == b"mine" for path in own)
+    aside = paths.root / "abandoned" / "after_epoch_001"
+    assert (aside / "samples" / "epoch_002.png").exists() and not (
+        aside / "samples" / "epoch_best.png"
+    ).exists()
+    assert [nb.epoch_in_name(Path(name)) for name in ("epoch_012.png", "epoch_012.pt", "epoch_best.png")] == [
+        12,
+        12,
+        None,
+    ]
 
 
 def test_running_again_with_the_same_resume_from_epoch_does_not_go_back_twice(
