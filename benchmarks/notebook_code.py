@@ -1,6 +1,5 @@
 """Import anime_gan.ipynb's own functions (definitions only, no cell is run) for the benchmarks."""
 
-import json
 import sys
 from pathlib import Path
 
@@ -18,12 +17,11 @@ def load_notebook():
 
 
 def default_parameters():
-    """The values of the notebook's `parameters` cell."""
-    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
-    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
-    values = {}
-    exec("".join(cell["source"]), {}, values)
-    return values
+    """Every knob's default: the Advanced settings form and the `parameters` form."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from notebook_module import default_parameters as defaults
+
+    return defaults(NOTEBOOK)
 
 
 def notebook_config(nb, **overrides):

@@ -12,6 +12,7 @@ import types
 from contextlib import contextmanager
 from pathlib import Path
 
+import notebook_module
 import numpy as np
 import pytest
 import torch
@@ -85,11 +86,8 @@ def notebook_json():
 
 @pytest.fixture(scope="session")
 def default_parameters():
-    """The values of the notebook's `parameters` cell, as {"EPOCHS": 25, ...}."""
-    cell = next(c for c in notebook_json()["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    values = {}
-    exec("".join(cell["source"]), {}, values)
-    return values
+    """Every knob's default (the Advanced settings form and the `parameters` form), as {"EPOCHS": 25, ...}."""
+    return notebook_module.default_parameters(NOTEBOOK)
 
 
 @pytest.fixture
@@ -369,8 +367,22 @@ def tiny_config(nb, default_parameters, run_dir, **overrides):
 
 
 def cpu_hardware(nb, precision="fp32"):
-    """The notebook's Hardware on the CPU, as its own rule chooses it (channels-last in every precision)."""
-    return nb.choose_hardware(torch.device("cpu"), precision)
+    """The notebook's Compute on the CPU, as its own rule chooses it (channels-last in every precision)."""
+    return nb.choose_compute(torch.device("cpu"), precision)
+
+
+def train_epochs(nb, gan, images, metrics, fixed_noise, config, compute, paths, fid_probe=None, view=None):
+    """What the notebook's training cell does: the batches, the keeper, the loop (images: the placed tensor)."""
+    batches = nb.Batches(images, config.batch_size, config.random_flip, config.seed, compute)
+    keeper = nb.RunKeeper(gan, metrics, fixed_noise, config, compute, paths, images, fid_probe, view)
+    nb.train(gan, batches, fixed_noise, compute, keeper)
+    return keeper
+
+
+def one_epoch(nb, gan, images, epoch, config, compute, after_step=None):
+    """The notebook's train_one_epoch for `epoch` over images (the placed tensor); the history on the CPU."""
+    batches = nb.Batches(images, config.batch_size, config.random_flip, config.seed, compute)
+    return nb.train_one_epoch(gan, batches.epoch(epoch), compute, after_step).cpu()
 
 
 def train_run(nb, config, hardware, images, init_seed=0):
@@ -383,8 +395,8 @@ def train_run(nb, config, hardware, images, init_seed=0):
         with torch.no_grad():
             for parameter in [*gan.generator.parameters(), *gan.discriminator.parameters()]:
                 parameter.normal_(0.0, 0.02)
-    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, hardware.device)
-    nb.train(gan, images, metrics, fixed_noise, config, hardware, paths)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, hardware)
+    train_epochs(nb, gan, images, metrics, fixed_noise, config, hardware, paths)
     return gan, metrics, paths
 
 

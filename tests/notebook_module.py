@@ -45,3 +45,14 @@ def load_notebook(path=NOTEBOOK):
     module.__file__ = str(path)
     exec(compile(ast.Module(body, type_ignores=[]), filename, "exec"), module.__dict__)
     return module
+
+
+def default_parameters(path=NOTEBOOK):
+    """Every knob's default, as {"EPOCHS": 25, ...}: the Advanced settings form and the `parameters` form (the
+    cells of `# @param` fields), run in notebook order."""
+    values = {}
+    for cell in json.loads(Path(path).read_text(encoding="utf-8"))["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and "# @param" in source:
+            exec(source, {}, values)
+    return values

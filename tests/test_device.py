@@ -16,7 +16,7 @@ import types
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, cpu_hardware, tiny_config
+from conftest import TINY, cpu_hardware, one_epoch, tiny_config, train_epochs
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -30,11 +30,19 @@ def fake_cuda():
     return FakeTensorMode(allow_non_fake_inputs=True)
 
 
-def mock_cuda(monkeypatch, count=2, current=1):
-    """Make torch believe it has `count` CUDA GPUs, `current` being the current one."""
+# The architectures of the CUDA 12.8 wheels Colab and Kaggle ship (torch.cuda.get_arch_list() there).
+WHEEL_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]
+
+
+def mock_cuda(monkeypatch, count=2, current=1, capability=(7, 5), name="Tesla T4", archs=WHEEL_ARCHS):
+    """Make torch believe it has `count` CUDA GPUs of `capability`, `current` being the current one, and a build
+    for `archs`."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: current)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(archs))
 
 
 class HostReads(TorchDispatchMode):
@@ -152,14 +160,14 @@ def test_fp32_never_creates_an_autocast_context(nb, monkeypatch):
         raise RuntimeError(f"User specified an unsupported autocast device_type '{device_type}'")
 
     monkeypatch.setattr(torch, "autocast", refuse)
-    with nb.autocast(nb.Hardware(torch.device("mps", 0), "fp32", False)):
+    with nb.Compute(torch.device("mps", 0), "fp32", False).autocast():
         pass
     with pytest.raises(RuntimeError, match="unsupported autocast"):  # the positive control: bf16 does call it
-        nb.autocast(nb.Hardware(CPU, "bf16", True))
+        nb.Compute(CPU, "bf16", True).autocast()
 
 
 def test_bf16_autocast_computes_in_bf16(nb):
-    with nb.autocast(nb.Hardware(CPU, "bf16", True)):
+    with nb.Compute(CPU, "bf16", True).autocast():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
 
 
@@ -191,8 +199,9 @@ def test_a_gpu_gan_keeps_weights_and_ema_on_the_gpu_and_uses_fused_adam(
     }
     for name, network in networks.items():
         monkeypatch.setattr(nb, name, lambda *args, network=network: network)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # an A100
     with fake_cuda():
-        gan = nb.build_gan(config, nb.choose_hardware(CUDA0, precision))
+        gan = nb.build_gan(config, nb.choose_compute(CUDA0, precision))
         weights = [*gan.generator.parameters(), *gan.discriminator.parameters(), *gan.ema.module.parameters()]
         assert {tensor.device for tensor in weights} == {CUDA0}
         assert {tensor.device for tensor in gan.ema.module.buffers()} == {CUDA0}
@@ -202,16 +211,18 @@ def test_a_gpu_gan_keeps_weights_and_ema_on_the_gpu_and_uses_fused_adam(
 
 
 def test_cpu_adam_is_the_default_kernel(nb, make_config):
-    """Fused Adam only on CUDA: on the CPU the default kernel, which every CPU figure was measured with."""
-    gan = nb.build_gan(make_config(), cpu_hardware(nb))
-    assert not any(group.get("fused") for group in gan.opt_g.param_groups)
-    assert nb.adam_settings(make_config(LR=0.0003, BETA1=0.4), CUDA0) == dict(
-        lr=0.0003, betas=(0.4, 0.999), fused=True
-    )
+    """Fused Adam only on CUDA: on the CPU the default kernel, which every CPU figure was measured with; LR and
+    BETA1 reach both optimizers."""
+    gan = nb.build_gan(make_config(LR=0.0003, BETA1=0.4), cpu_hardware(nb))
+    for optimizer in (gan.opt_g, gan.opt_d):
+        assert not optimizer.defaults["fused"] and optimizer.defaults["lr"] == 0.0003
+        assert optimizer.defaults["betas"] == (0.4, 0.999)
 
 
-def test_update_ema_is_bit_identical_to_averaged_model(nb, make_config, tiny_images):
-    """The written-out update does what AveragedModel.update_parameters with the EMA averaging function did."""
+def test_update_ema_matches_averaged_model_and_copies_the_counter(nb, make_config, tiny_images):
+    """The written-out update does to the float weights what AveragedModel.update_parameters with the EMA
+    averaging function does, to the bit; batch norm's integer counter is copied, not averaged (16 tiny kernels
+    a step for a number eval mode never reads). Catches either drifting."""
     config = make_config()
     hardware = cpu_hardware(nb)
     gan = nb.build_gan(config, hardware)
@@ -222,8 +233,14 @@ def test_update_ema_is_bit_identical_to_averaged_model(nb, make_config, tiny_ima
         nb.update_ema(gan.ema, gan.generator, 0.999, step)
         reference.multi_avg_fn = get_ema_multi_avg_fn(min(0.999, (1 + step) / (10 + step)))
         reference.update_parameters(gan.generator)
-    mine, theirs = gan.ema.state_dict(), reference.state_dict()
-    assert mine.keys() == theirs.keys() and all(torch.equal(mine[key], theirs[key]) for key in mine)
+    mine, theirs, generator = (
+        gan.ema.module.state_dict(),
+        reference.module.state_dict(),
+        gan.generator.state_dict(),
+    )
+    assert mine.keys() == theirs.keys()
+    for key, value in mine.items():
+        assert torch.equal(value, theirs[key] if value.is_floating_point() else generator[key]), key
     assert int(gan.ema.n_averaged) == 5
 
 
@@ -231,9 +248,10 @@ def test_update_ema_is_bit_identical_to_averaged_model(nb, make_config, tiny_ima
 def per_step_host_reads(nb, monkeypatch, config, hardware, images, fused):
     """Host reads inside the per-step work (batch, train_step, EMA update) over one epoch, with Adam fused as on
     CUDA (fused=True) or the plain kernel."""
-    settings = nb.adam_settings
-    monkeypatch.setattr(nb, "adam_settings", lambda c, d: {**settings(c, d), "fused": fused})
     gan = nb.build_gan(config, hardware)
+    adam = dict(lr=config.lr, betas=(config.beta1, 0.999), fused=fused)
+    gan.opt_g = torch.optim.Adam(gan.generator.parameters(), **adam)
+    gan.opt_d = torch.optim.Adam(gan.discriminator.parameters(), **adam)
     counter = HostReads()
 
     def counted(function):
@@ -245,7 +263,7 @@ def per_step_host_reads(nb, monkeypatch, config, hardware, images, fused):
 
     for name in ("real_batch", "train_step", "update_ema"):
         monkeypatch.setattr(nb, name, counted(getattr(nb, name)))
-    nb.train_one_epoch(gan, images, 1, config, hardware)
+    one_epoch(nb, gan, images, 1, config, hardware)
     monkeypatch.undo()
     return counter.count
 
@@ -308,23 +326,23 @@ def test_a_cpu_checkpoint_puts_adam_step_counters_on_the_weights_device_for_the_
 @pytest.fixture
 def restore_backend_flags(monkeypatch):
     """Put torch's global cuDNN and determinism switches back after the test."""
-    conv = torch.backends.cudnn.conv
-    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, conv.fp32_precision)
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32)
     determinism = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     yield
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, conv.fp32_precision = saved
+    cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32 = saved
     torch.use_deterministic_algorithms(determinism[0], warn_only=determinism[1])
 
 
-@pytest.mark.parametrize(("precision", "tf32"), [("fp32", "ieee"), ("bf16", "tf32"), ("fp16", "tf32")])
+@pytest.mark.parametrize(("precision", "tf32"), [("fp32", False), ("bf16", True), ("fp16", True)])
 def test_fast_cuda_settings_and_fp32_without_tf32(nb, restore_backend_flags, precision, tf32):
     nb.configure_cuda(precision, deterministic=False)
     assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
-    assert torch.backends.cudnn.conv.fp32_precision == tf32
+    assert torch.backends.cudnn.allow_tf32 is tf32
     assert not torch.are_deterministic_algorithms_enabled()
 
 
@@ -334,13 +352,6 @@ def test_deterministic_cuda_settings(nb, restore_backend_flags):
     nb.configure_cuda("bf16", deterministic=True)
     assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
     assert torch.are_deterministic_algorithms_enabled() and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
-
-
-def test_old_torch_without_the_new_tf32_switch_uses_allow_tf32(nb, monkeypatch):
-    fake_cudnn = types.SimpleNamespace(allow_tf32=True)
-    monkeypatch.setattr(torch.backends, "cudnn", fake_cudnn)
-    nb.allow_tf32_convolutions(False)
-    assert fake_cudnn.allow_tf32 is False
 
 
 def test_fid_runs_inception_on_the_chosen_gpu(nb, monkeypatch, tmp_path):
@@ -465,10 +476,10 @@ def test_one_epoch_on_the_device_in_every_precision_it_has(
         config = tiny_config(
             nb, default_parameters, tmp_path / precision, PRECISION=precision, DEVICE=str(device)
         )
-        hardware = nb.choose_hardware(device, precision)
+        hardware = nb.choose_compute(device, precision)
         gan = nb.build_gan(config, hardware)
         before = [tensor.detach().clone() for tensor in gan.generator.parameters()]
-        history = nb.train_one_epoch(gan, images, 1, config, hardware)
+        history = one_epoch(nb, gan, images, 1, config, hardware)
         assert torch.isfinite(history).all() and history.shape == (4, 4), precision
         assert any(not torch.equal(b, a.detach()) for b, a in zip(before, gan.generator.parameters()))
         for optimizer in (gan.opt_g, gan.opt_d):
@@ -488,13 +499,13 @@ def test_no_device_sync_inside_a_training_step(
     device = nb.pick_device(str(test_device))
     precision = "fp16" if device.type in ("cuda", "cpu") else "fp32"
     config = tiny_config(nb, default_parameters, tmp_path / "run", PRECISION=precision, LOG_EVERY=1000)
-    hardware = nb.choose_hardware(device, precision)
+    hardware = nb.choose_compute(device, precision)
     images = nb.place_images(tiny_images.numpy(), device)
     if device.type != "cuda":
         assert per_step_host_reads(nb, monkeypatch, config, hardware, images, fused=True) == 0
         return
     gan = nb.build_gan(config, hardware)
-    nb.train_one_epoch(gan, images, 1, config, hardware)  # warm-up: cuDNN's first-call work may sync
+    one_epoch(nb, gan, images, 1, config, hardware)  # warm-up: cuDNN's first-call work may sync
 
     def strict(function):
         def run(*args, **kwargs):
@@ -508,7 +519,7 @@ def test_no_device_sync_inside_a_training_step(
 
     for name in ("real_batch", "train_step", "update_ema"):
         monkeypatch.setattr(nb, name, strict(getattr(nb, name)))
-    history = nb.train_one_epoch(gan, images, 2, config, hardware)
+    history = one_epoch(nb, gan, images, 2, config, hardware)
     assert torch.isfinite(history).all()
 
 
@@ -516,16 +527,130 @@ def test_no_device_sync_inside_a_training_step(
 def test_a_device_checkpoint_resumes_on_the_cpu(nb, test_device, default_parameters, tiny_images, tmp_path):
     device = nb.pick_device(str(test_device))
     config = tiny_config(nb, default_parameters, tmp_path / "run", DEVICE=str(device), EPOCHS=1)
-    hardware = nb.choose_hardware(device, "fp32")
+    hardware = nb.choose_compute(device, "fp32")
     paths = nb.make_run_folder(config.run_dir)
     gan = nb.build_gan(config, hardware)
-    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, device)
-    nb.train(gan, nb.place_images(tiny_images.numpy(), device), metrics, fixed_noise, config, hardware, paths)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, nb.choose_compute(device, "fp32"))
+    train_epochs(
+        nb, gan, nb.place_images(tiny_images.numpy(), device), metrics, fixed_noise, config, hardware, paths
+    )
     cpu_config = tiny_config(nb, default_parameters, tmp_path / "run", DEVICE="cpu", EPOCHS=2)
     cpu_gan = nb.build_gan(cpu_config, cpu_hardware(nb))
-    epoch, metrics, fixed_noise = nb.start_or_resume(cpu_gan, paths, cpu_config, CPU)
+    epoch, metrics, fixed_noise = nb.start_or_resume(
+        cpu_gan, paths, cpu_config, nb.choose_compute(CPU, "fp32")
+    )
     assert epoch == 1 and fixed_noise.device == CPU
     for mine, theirs in zip(cpu_gan.generator.state_dict().values(), gan.generator.state_dict().values()):
         assert torch.equal(mine, theirs.cpu())
-    nb.train(cpu_gan, tiny_images, metrics, fixed_noise, cpu_config, cpu_hardware(nb), paths)
+    train_epochs(nb, cpu_gan, tiny_images, metrics, fixed_noise, cpu_config, cpu_hardware(nb), paths)
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
+
+
+# ---- the GPUs users get: kernels the build lacks, precision and layout by capability, TF32, scaling ----------
+@pytest.mark.parametrize(
+    ("capability", "name", "runs"),
+    [
+        ((6, 0), "Tesla P100-PCIE-16GB", False),  # Kaggle's P100: the wheel has no sm_60
+        ((6, 1), "GeForce GTX 1080", False),
+        ((7, 0), "Tesla V100-SXM2-16GB", False),  # sm_75 code does not run on 7.0, and compute_120 is newer
+        ((7, 5), "Tesla T4", True),
+        ((8, 9), "NVIDIA L4", True),  # sm_86's machine code runs on 8.9
+        ((9, 0), "NVIDIA H100", True),
+        ((12, 1), "a newer GPU", True),  # sm_120 machine code on 12.1
+    ],
+)
+def test_a_gpu_the_build_has_no_kernels_for_is_found(nb, monkeypatch, capability, name, runs):
+    """Catches: trusting torch.cuda.is_available() on a P100 (True) until the first kernel fails."""
+    mock_cuda(monkeypatch, count=1, current=0, capability=capability, name=name)
+    if runs:
+        assert nb.gpu_kernels_missing(0) is None and nb.pick_device("auto") == CUDA0
+        return
+    problem = nb.gpu_kernels_missing(0)
+    assert name in problem and f"{capability[0]}.{capability[1]}" in problem
+    with pytest.raises(nb.ConfigError, match="Settings → Accelerator → GPU T4 ×2") as error:
+        nb.pick_device("auto")
+    assert "DEVICE = 'cpu'" in str(error.value)
+
+
+def test_portable_code_runs_on_newer_gpus(nb, monkeypatch):
+    """A build with compute_80 (PTX) runs on 9.0 by compiling it; machine code sm_90a runs on 9.0 only."""
+    mock_cuda(monkeypatch, count=1, current=0, capability=(9, 0), archs=["sm_80", "compute_80"])
+    assert nb.gpu_kernels_missing(0) is None
+    mock_cuda(monkeypatch, count=1, current=0, capability=(10, 0), archs=["sm_90a"])
+    assert nb.gpu_kernels_missing(0) is not None
+
+
+@pytest.mark.parametrize(
+    ("capability", "auto", "layout_fp32", "layout_auto"),
+    [((6, 0), "fp32", False, False), ((7, 5), "fp16", False, True), ((8, 0), "bf16", False, True)],
+)
+def test_precision_and_layout_follow_the_hardware(
+    nb, monkeypatch, capability, auto, layout_fp32, layout_auto
+):
+    """Catches: fp16 on Pascal (no tensor cores: no gain), channels-last claimed for every CUDA precision."""
+    mock_cuda(monkeypatch, count=1, current=0, capability=capability)
+    assert nb.pick_precision("auto", CUDA0) == auto
+    assert nb.choose_compute(CUDA0, "fp32").channels_last is layout_fp32
+    assert nb.choose_compute(CUDA0, auto).channels_last is layout_auto
+    assert nb.choose_compute(CPU, "fp32").channels_last is True  # measured faster on the CPU
+
+
+def test_a_resumed_run_says_its_precision_changed(nb, make_config, tmp_path, capsys):
+    """A T4's fp16 checkpoint resumed on another machine: the note names what ran then and what runs now.
+    Catches: comparing the requested PRECISION ("auto" both times) instead of what ran."""
+    config = make_config(PRECISION="auto")
+    compute = cpu_hardware(nb)
+    gan = nb.build_gan(config, compute)
+    noise = torch.zeros(2, config.latent_dim, 1, 1)
+    metrics = {"data_key": None, "epochs": [], "steps": {}, "fid": []}
+    nb.save_checkpoint(tmp_path / "checkpoint.pt", gan, 1, metrics, noise, config, compute)
+    state = nb.read_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["compute"] == {"device": "cpu (CPU), fp32", "precision": "fp32"}
+    state["compute"] = {"device": "cuda:0 (Tesla T4), fp16", "precision": "fp16"}
+    nb.restore_checkpoint(nb.build_gan(config, compute), state, config, compute)
+    assert (
+        "changed PRECISION (the checkpoint computed on cuda:0 (Tesla T4), fp16; this run on cpu (CPU), fp32)"
+        in capsys.readouterr().out
+    )
+
+
+def test_fp32_switches_tf32_off_and_the_old_flag_stays_readable(nb):
+    """Catches: setting torch 2.9's cudnn.conv.fp32_precision alone, after which reading allow_tf32 (as
+    cudnn.flags() and other libraries do) raises."""
+    saved = torch.backends.cudnn.allow_tf32
+    try:
+        nb.configure_cuda("fp32", deterministic=False)
+        assert torch.backends.cudnn.allow_tf32 is False
+        with torch.backends.cudnn.flags(enabled=True):  # reads allow_tf32
+            pass
+        nb.configure_cuda("bf16", deterministic=False)
+        assert torch.backends.cudnn.allow_tf32 is True
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+        torch.backends.cudnn.benchmark = False
+
+
+def test_pixels_are_scaled_by_one_multiplication(nb):
+    """A GPU divides by a number by multiplying with its reciprocal; the CPU divides, and 111 of the 256 byte
+    values then differ in the last bit. Catches: div(127.5), which makes a CPU batch differ from a GPU's."""
+    values = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16).expand(1, 3, 16, 16)
+    expected = values.float() * torch.tensor(1 / 127.5, dtype=torch.float32) - 1
+    assert torch.equal(nb.to_model_range(values), expected)
+    nhwc = values.permute(0, 2, 3, 1).contiguous()
+    batch = nb.real_batch(nhwc, torch.tensor([0]), False, None, CPU)
+    assert torch.equal(batch, expected)
+
+
+def test_the_copy_search_runs_where_the_faces_are(nb, monkeypatch):
+    """Catches: the nearest-image search copied to the CPU (tens of seconds a call there) while the faces sit on
+    the GPU."""
+    seen = []
+    cdist = torch.cdist
+    monkeypatch.setattr(
+        torch, "cdist", lambda a, b, **options: seen.append((a.device, b.device)) or cdist(a, b, **options)
+    )
+    with fake_cuda():
+        faces = torch.zeros(10, 8, 8, 3, dtype=torch.uint8).to(CUDA0)
+        distances = nb.pixel_distances(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), faces, chunk=4)
+        assert distances.device == CPU and distances.shape == (2, 10)
+    assert seen == [(CUDA0, CUDA0)] * 3

@@ -4,7 +4,7 @@ seeded permutation."""
 
 import pytest
 import torch
-from conftest import write_faces
+from conftest import one_epoch, write_faces
 
 
 @pytest.fixture
@@ -70,10 +70,10 @@ def test_epoch_order_is_a_seeded_permutation_that_changes_each_epoch(nb):
 def test_one_epoch_trains_with_finite_losses(nb, make_config, decoded, precision):
     _, images = decoded
     config = make_config(PRECISION=precision, BATCH_SIZE=8)
-    hardware = nb.Hardware(torch.device("cpu"), precision, channels_last=True)
+    hardware = nb.Compute(torch.device("cpu"), precision, channels_last=True)
     gan = nb.build_gan(config, hardware)
     before = [p.detach().clone() for p in gan.generator.parameters()]
-    history = nb.train_one_epoch(gan, images, 1, config, hardware)
+    history = one_epoch(nb, gan, images, 1, config, hardware)
     assert history.shape == (5, 4) and torch.isfinite(history).all()
     assert ((history[:, 2:] >= 0) & (history[:, 2:] <= 1)).all()  # D(x) and D(G(z)) are probabilities
     assert any(not torch.equal(b, p) for b, p in zip(before, gan.generator.parameters()))
@@ -82,7 +82,7 @@ def test_one_epoch_trains_with_finite_losses(nb, make_config, decoded, precision
 def test_train_step_changes_both_networks_and_leaves_discriminator_trainable(nb, make_config, decoded):
     _, images = decoded
     config = make_config(BATCH_SIZE=8)
-    hardware = nb.Hardware(torch.device("cpu"), "fp32", channels_last=False)
+    hardware = nb.Compute(torch.device("cpu"), "fp32", channels_last=False)
     gan = nb.build_gan(config, hardware)
     g_before = [p.detach().clone() for p in gan.generator.parameters()]
     d_before = [p.detach().clone() for p in gan.discriminator.parameters()]

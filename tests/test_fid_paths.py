@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from conftest import cpu_hardware, tiny_config
+from conftest import cpu_hardware, tiny_config, train_epochs
 
 CPU = torch.device("cpu")
 SCORES = {"fid": 123.5, "kid": 0.0125, "kid_std": 0.002}
@@ -91,12 +91,12 @@ def test_fid_every_inside_train(nb, default_parameters, tiny_images, tmp_path, e
     hardware = cpu_hardware(nb)
     paths = nb.make_run_folder(config.run_dir)
     gan = nb.build_gan(config, hardware)
-    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, CPU)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, nb.choose_compute(CPU, "fp32"))
     probed, saved_rows = [], []
     real_save_checkpoint = nb.save_checkpoint
 
     def probe(generator):
-        probed.append((len(metrics["epochs"]), generator is gan.sampler()))
+        probed.append((len(metrics["epochs"]), generator is gan.drawing_generator))
         return None if len(probed) == 2 else {"samples": 10, "real": 10, **SCORES}  # the second one fails
 
     def recording_save_checkpoint(path, gan_, epoch, metrics_, *args):
@@ -105,7 +105,7 @@ def test_fid_every_inside_train(nb, default_parameters, tiny_images, tmp_path, e
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nb, "save_checkpoint", recording_save_checkpoint)
-        nb.train(gan, tiny_images, metrics, fixed_noise, config, hardware, paths, fid_probe=probe)
+        train_epochs(nb, gan, tiny_images, metrics, fixed_noise, config, hardware, paths, fid_probe=probe)
     assert probed == [(2, True), (4, True)]
     assert [(row["epoch"], row["generator"]) for row in metrics["fid"]] == [(2, generator_name)]
     assert saved_rows[2:4] == [(2, [(2, generator_name)]), (3, [(2, generator_name)])]  # epoch 0 is first
@@ -121,8 +121,8 @@ def test_save_metrics_writes_the_json_and_the_checkpoint(nb, default_parameters,
     hardware = cpu_hardware(nb)
     paths = nb.make_run_folder(config.run_dir)
     gan = nb.build_gan(config, hardware)
-    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, CPU)
-    nb.train(gan, tiny_images, metrics, fixed_noise, config, hardware, paths)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, nb.choose_compute(CPU, "fp32"))
+    train_epochs(nb, gan, tiny_images, metrics, fixed_noise, config, hardware, paths)
     before = nb.read_checkpoint(paths.checkpoint)
     nb.record_fid(metrics, 1, "ema", {"samples": 10, "real": 10, **SCORES})
     nb.save_metrics(paths, metrics)

@@ -14,11 +14,12 @@ verdict read from the wrong column of the history."""
 
 import copy
 import math
+import types
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHARED_FACES, TINY, tiny_config, write_faces
+from conftest import SHARED_FACES, TINY, one_epoch, tiny_config, train_epochs, write_faces
 from torch import nn
 
 CPU = torch.device("cpu")
@@ -59,7 +60,7 @@ def verdicts(nb, default_parameters, faces, tmp_path, epochs, mutate=None, **ove
     assert torch.get_num_threads() == 1  # the one_thread fixture
     """Train epochs of 32 steps with the notebook's train_one_epoch and check_health; the verdict of each."""
     config = tiny_config(nb, default_parameters, tmp_path / "run", **{**FAST, "EPOCHS": epochs, **overrides})
-    hardware = nb.choose_hardware(CPU, "fp32")
+    hardware = nb.choose_compute(CPU, "fp32")
     gan = nb.build_gan(config, hardware)
     if mutate:
         mutate(gan)
@@ -67,10 +68,10 @@ def verdicts(nb, default_parameters, faces, tmp_path, epochs, mutate=None, **ove
     real_variety = nb.variety(faces[:64].permute(0, 3, 1, 2))
     found, steps = [], 0
     for epoch in range(1, epochs + 1):
-        history = nb.train_one_epoch(gan, faces, epoch, config, hardware)
+        history = one_epoch(nb, gan, faces, epoch, config, hardware)
         steps += len(history)
         verdict, advice, measures = nb.check_health(
-            history, nb.draw(gan.sampler(), noise), real_variety, [], steps
+            history, nb.draw(gan.drawing_generator, noise), real_variety, [], steps
         )
         found.append(verdict)
         assert advice and set(measures) == {"fooled", "certain", "variety"}
@@ -131,14 +132,13 @@ def test_the_verdict_reaches_metrics_the_figure_and_the_report(
     nb, default_parameters, tiny_images, tmp_path, capsys
 ):
     config = tiny_config(nb, default_parameters, tmp_path / "run", EPOCHS=2, PRECISION="fp32")
-    hardware = nb.choose_hardware(CPU, "fp32")
+    hardware = nb.choose_compute(CPU, "fp32")
     paths = nb.make_run_folder(config.run_dir)
     gan = nb.build_gan(config, hardware)
-    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, CPU)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, nb.choose_compute(CPU, "fp32"))
     shown = []
-    nb.train(
-        gan, tiny_images, metrics, fixed_noise, config, hardware, paths, show=lambda f, e: shown.append(f)
-    )
+    view = types.SimpleNamespace(live=False, show=lambda figure, kind, epoch=None: shown.append(figure))
+    train_epochs(nb, gan, tiny_images, metrics, fixed_noise, config, hardware, paths, view=view)
     printed = capsys.readouterr().out
     assert [row["epoch"] for row in metrics["health"]] == [1, 2]
     assert all(row["verdict"] == "warming up" for row in metrics["health"])
@@ -153,11 +153,11 @@ def test_the_verdict_reaches_metrics_the_figure_and_the_report(
 # ---- keep the past -------------------------------------------------------------------------------------
 def run(nb, default_parameters, images, run_dir, **overrides):
     config = tiny_config(nb, default_parameters, run_dir, PRECISION="fp32", **overrides)
-    hardware = nb.choose_hardware(CPU, "fp32")
+    hardware = nb.choose_compute(CPU, "fp32")
     paths = nb.make_run_folder(config.run_dir)
     gan = nb.build_gan(config, hardware)
-    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, CPU)
-    nb.train(gan, images, metrics, fixed_noise, config, hardware, paths)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, nb.choose_compute(CPU, "fp32"))
+    train_epochs(nb, gan, images, metrics, fixed_noise, config, hardware, paths)
     return gan, metrics, paths
 
 
@@ -245,9 +245,9 @@ def test_going_back_to_an_epoch_that_was_not_kept_says_which_were(
 ):
     run(nb, default_parameters, tiny_images, tmp_path / "run", EPOCHS=2, KEEP_EVERY=2)
     config = tiny_config(nb, default_parameters, tmp_path / "run", EPOCHS=2, RESUME_FROM_EPOCH=1)
-    gan = nb.build_gan(config, nb.choose_hardware(CPU, "fp32"))
+    gan = nb.build_gan(config, nb.choose_compute(CPU, "fp32"))
     with pytest.raises(nb.ConfigError, match=r"no checkpoint was kept after epoch 1 \(kept: 2\)"):
-        nb.start_or_resume(gan, nb.run_paths(config.run_dir), config, CPU)
+        nb.start_or_resume(gan, nb.run_paths(config.run_dir), config, nb.choose_compute(CPU, "fp32"))
     assert (tmp_path / "run" / "checkpoints" / "checkpoint.pt").exists()  # nothing moved
 
 

@@ -29,7 +29,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import NOTEBOOK, TINY
+from conftest import NOTEBOOK, TINY, one_epoch
 from notebook_module import load_notebook
 
 # Four solid colours, far from each other (at least 130 apart) and from mid-grey (at least 95).
@@ -93,17 +93,15 @@ def colour_scores(images):
 def train_and_score(nb, config):
     """Train a fresh GAN for config.epochs on the palette data; score the untrained and trained generator
     on the same fixed noise. Returns (untrained scores, trained scores, per-epoch mean losses and scores)."""
-    hardware = nb.Hardware(torch.device("cpu"), "fp32", channels_last=True)
+    hardware = nb.Compute(torch.device("cpu"), "fp32", channels_last=True)
     gan = nb.build_gan(config, hardware)
     images = nb.place_images(palette_images(DATA_COUNT, config.seed), hardware.device)
     noise = torch.randn(
         SAMPLE_COUNT, config.latent_dim, 1, 1, generator=torch.Generator().manual_seed(config.seed + 1)
     )
-    before = colour_scores(nb.draw(gan.sampler(), noise))
-    history = [
-        nb.train_one_epoch(gan, images, epoch, config, hardware) for epoch in range(1, config.epochs + 1)
-    ]
-    after = colour_scores(nb.draw(gan.sampler(), noise))
+    before = colour_scores(nb.draw(gan.drawing_generator, noise))
+    history = [one_epoch(nb, gan, images, epoch, config, hardware) for epoch in range(1, config.epochs + 1)]
+    after = colour_scores(nb.draw(gan.drawing_generator, noise))
     return before, after, torch.stack([epoch.mean(0) for epoch in history])
 
 

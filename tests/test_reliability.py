@@ -28,6 +28,7 @@ from conftest import (
     notebook_text,
     run_notebook,
     tiny_config,
+    train_epochs,
     train_run,
     write_faces,
 )
@@ -133,11 +134,11 @@ def saved_run(nb, make_config):
     paths = nb.make_run_folder(config.run_dir)
     torch.manual_seed(0)
     gan = nb.build_gan(config, hardware)
-    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, CPU)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, nb.choose_compute(CPU, "fp32"))
     losses = {"loss_d": 1.25, "loss_g": 0.75, "d_real": 0.5, "d_fake": 0.25}
     metrics["epochs"].append({"epoch": 1, **losses, "steps": 1, "seconds": 1.0, "images_per_second": 16.0})
     nb.write_json(paths.metrics, metrics)
-    nb.save_checkpoint(paths.checkpoint, gan, 1, metrics, fixed_noise, config)
+    nb.save_checkpoint(paths.checkpoint, gan, 1, metrics, fixed_noise, config, cpu_hardware(nb))
     return types.SimpleNamespace(
         config=config, gan=gan, paths=paths, metrics=metrics, fixed_noise=fixed_noise
     )
@@ -244,7 +245,13 @@ def test_checkpoint_write_killed_halfway_keeps_previous_checkpoint(nb, saved_run
     monkeypatch.setattr(nb.torch, "save", half_save)  # nb.torch is torch itself; monkeypatch puts it back
     with pytest.raises(type(failure)):
         nb.save_checkpoint(
-            paths.checkpoint, saved_run.gan, 2, saved_run.metrics, saved_run.fixed_noise, saved_run.config
+            paths.checkpoint,
+            saved_run.gan,
+            2,
+            saved_run.metrics,
+            saved_run.fixed_noise,
+            saved_run.config,
+            cpu_hardware(nb),
         )
     monkeypatch.undo()
 
@@ -263,7 +270,13 @@ def test_checkpoint_write_callback_killed_halfway_keeps_previous_checkpoint(
     monkeypatch.setattr(nb, "atomic_write", dying_atomic_write(nb.atomic_write, failure))
     with pytest.raises(type(failure)):
         nb.save_checkpoint(
-            paths.checkpoint, saved_run.gan, 2, saved_run.metrics, saved_run.fixed_noise, saved_run.config
+            paths.checkpoint,
+            saved_run.gan,
+            2,
+            saved_run.metrics,
+            saved_run.fixed_noise,
+            saved_run.config,
+            cpu_hardware(nb),
         )
     assert paths.checkpoint.read_bytes() == before
     assert nb.read_checkpoint(paths.checkpoint)["epoch"] == 1
@@ -462,7 +475,7 @@ def test_tagged_but_broken_checkpoint_raises_checkpoint_error_on_resume(nb, save
     torch.manual_seed(1)
     gan = nb.build_gan(saved_run.config, cpu_hardware(nb))
     with pytest.raises(nb.CheckpointError):
-        nb.start_or_resume(gan, paths, saved_run.config, CPU)
+        nb.start_or_resume(gan, paths, saved_run.config, nb.choose_compute(CPU, "fp32"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -479,7 +492,7 @@ def test_resume_with_different_network_shape_names_the_parameter(nb, saved_run, 
     assert config.run_dir == saved_run.config.run_dir
     gan = nb.build_gan(config, cpu_hardware(nb))
     with pytest.raises(nb.CheckpointError) as raised:
-        nb.start_or_resume(gan, nb.make_run_folder(config.run_dir), config, CPU)
+        nb.start_or_resume(gan, nb.make_run_folder(config.run_dir), config, nb.choose_compute(CPU, "fp32"))
     text = str(raised.value)
     assert f"{name} = {old_value}" in text and f"{name} is now {new_value}" in text
     assert saved_run.paths.checkpoint.read_bytes() == before
@@ -493,7 +506,7 @@ def test_resume_on_images_from_elsewhere_is_refused(nb, saved_run, make_config, 
     config = make_config(DATA_DIR=str(tmp_path / "my_photos"))
     gan = nb.build_gan(config, cpu_hardware(nb))
     with pytest.raises(nb.CheckpointError) as raised:
-        nb.start_or_resume(gan, nb.make_run_folder(config.run_dir), config, CPU)
+        nb.start_or_resume(gan, nb.make_run_folder(config.run_dir), config, nb.choose_compute(CPU, "fp32"))
     text = str(raised.value)
     assert "the Kaggle data set 'splcher/animefacedataset'" in text and "my_photos" in text
     assert "Nothing was changed" in text and "new RUN_DIR" in text
@@ -541,7 +554,7 @@ def test_resume_false_with_existing_run_overwrites_nothing(nb, saved_run, make_c
     config = make_config(RESUME=False)
     gan = nb.build_gan(config, cpu_hardware(nb))
     with pytest.raises(nb.ConfigError) as raised:
-        nb.start_or_resume(gan, nb.make_run_folder(config.run_dir), config, CPU)
+        nb.start_or_resume(gan, nb.make_run_folder(config.run_dir), config, nb.choose_compute(CPU, "fp32"))
     text = str(raised.value)
     assert "Nothing was overwritten" in text and "RESUME = True" in text
     assert paths.checkpoint.read_bytes() == checkpoint and paths.metrics.read_bytes() == metrics
@@ -1007,10 +1020,10 @@ def test_running_the_training_cell_twice_never_repeats_an_epoch(
     gan, metrics, paths = train_run(nb, config, hardware, tiny_images)
     checkpoint = paths.checkpoint.read_bytes()
     fixed_noise = nb.read_checkpoint(paths.checkpoint)["fixed_noise"]
-    nb.train(gan, tiny_images, metrics, fixed_noise, config, hardware, paths)
+    train_epochs(nb, gan, tiny_images, metrics, fixed_noise, config, hardware, paths)
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
     assert paths.checkpoint.read_bytes() == checkpoint
-    nb.train(gan, tiny_images, metrics, fixed_noise, replace(config, epochs=3), hardware, paths)
+    train_epochs(nb, gan, tiny_images, metrics, fixed_noise, replace(config, epochs=3), hardware, paths)
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]
 
 

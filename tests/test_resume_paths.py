@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-from conftest import cpu_hardware, tiny_config, train_run
+from conftest import cpu_hardware, tiny_config, train_epochs, train_run
 
 CPU = torch.device("cpu")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -49,7 +49,7 @@ def test_checkpoint_resumes_under_every_other_precision(
     config = tiny_config(nb, default_parameters, tmp_path / "run", PRECISION=resumed, EPOCHS=2)
     hardware = cpu_hardware(nb, resumed)
     gan = nb.build_gan(config, hardware)
-    epoch, metrics, fixed_noise = nb.restore_checkpoint(gan, state, config)
+    epoch, metrics, fixed_noise = nb.restore_checkpoint(gan, state, config, cpu_hardware(nb))
     printed = capsys.readouterr().out
 
     assert epoch == 1 and [row["epoch"] for row in metrics["epochs"]] == [1]
@@ -69,7 +69,7 @@ def test_checkpoint_resumes_under_every_other_precision(
 
     # and training goes on under the new precision
     paths = nb.make_run_folder(config.run_dir)
-    nb.train(gan, tiny_images, metrics, fixed_noise.to(CPU), config, hardware, paths)
+    train_epochs(nb, gan, tiny_images, metrics, fixed_noise.to(CPU), config, hardware, paths)
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
     assert all(torch.isfinite(torch.tensor(metrics["steps"][key])).all() for key in ("loss_d", "loss_g"))
 
@@ -140,7 +140,7 @@ def test_stop_inside_the_generator_update_then_run_the_cell_again(
     hardware = cpu_hardware(nb, "fp32")
     paths = nb.make_run_folder(config.run_dir)
     gan = nb.build_gan(config, hardware)
-    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, CPU)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, nb.choose_compute(CPU, "fp32"))
     real_loss, calls, frozen_during_stop = nb.generator_loss, [], []
 
     def stopping_loss(logits):
@@ -152,7 +152,7 @@ def test_stop_inside_the_generator_update_then_run_the_cell_again(
 
     monkeypatch.setattr(nb, "generator_loss", stopping_loss)
     with pytest.raises(KeyboardInterrupt):
-        nb.train(gan, tiny_images, metrics, fixed_noise, config, hardware, paths)
+        train_epochs(nb, gan, tiny_images, metrics, fixed_noise, config, hardware, paths)
     monkeypatch.setattr(nb, "generator_loss", real_loss)
 
     assert frozen_during_stop == [True]  # the stop really came while D was frozen
@@ -161,7 +161,7 @@ def test_stop_inside_the_generator_update_then_run_the_cell_again(
     assert same_tensors(state_of(gan), {k: checkpoint[k] for k in ("generator", "discriminator")})
     assert [row["epoch"] for row in metrics["epochs"]] == list(range(1, checkpoint["epoch"] + 1))
 
-    nb.train(gan, tiny_images, metrics, fixed_noise, config, hardware, paths)  # the cell, run again
+    train_epochs(nb, gan, tiny_images, metrics, fixed_noise, config, hardware, paths)  # the cell, run again
     expected_state, expected_metrics = straight_run
     assert same_tensors(state_of(gan), expected_state)
     assert losses_only(metrics["epochs"]) == losses_only(expected_metrics["epochs"])

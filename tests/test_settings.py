@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from conftest import cpu_hardware, write_faces
+from conftest import cpu_hardware, one_epoch, write_faces
 
 CPU = torch.device("cpu")
 
@@ -126,9 +126,7 @@ def test_seed_changes_what_one_epoch_trains(nb, make_config, tiny_images):
 
     def losses(seed):
         config = make_config(SEED=seed, EMA_DECAY=0)
-        return nb.train_one_epoch(
-            nb.build_gan(config, cpu_hardware(nb)), tiny_images, 1, config, cpu_hardware(nb)
-        )
+        return one_epoch(nb, nb.build_gan(config, cpu_hardware(nb)), tiny_images, 1, config, cpu_hardware(nb))
 
     first = losses(0)
     assert torch.equal(first, losses(0))
@@ -180,8 +178,10 @@ def test_a_compiled_run_and_a_plain_one_resume_from_each_other(nb, make_config, 
     config = make_config()
     noise = torch.randn(config.sample_count, config.latent_dim, 1, 1)
     metrics = {"epochs": [], "steps": {}, "fid": []}
-    nb.save_checkpoint(tmp_path / "checkpoint.pt", source, 1, metrics, noise, config)
-    epoch, _, _ = nb.restore_checkpoint(target, nb.read_checkpoint(tmp_path / "checkpoint.pt"), config)
+    nb.save_checkpoint(tmp_path / "checkpoint.pt", source, 1, metrics, noise, config, cpu_hardware(nb))
+    epoch, _, _ = nb.restore_checkpoint(
+        target, nb.read_checkpoint(tmp_path / "checkpoint.pt"), config, cpu_hardware(nb)
+    )
     assert epoch == 1
     for name in ("generator", "discriminator"):
         saved, loaded = getattr(source, name).state_dict(), getattr(target, name).state_dict()
@@ -205,7 +205,7 @@ def test_128_px_networks_have_the_right_shapes(nb, make_config):
         images = gan.generator(noise)
         assert images.shape == (2, 3, 128, 128) and images.abs().max() <= 1
         assert gan.discriminator(images).shape == (2,)
-    assert nb.draw(gan.sampler(), noise).shape == (2, 3, 128, 128)
+    assert nb.draw(gan.drawing_generator, noise).shape == (2, 3, 128, 128)
     transposed = [m for m in gan.generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
     convolutions = [m for m in gan.discriminator.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(transposed) == len(convolutions) == 6  # 1→4, then 4→8→16→32→64→128; and back
