@@ -8,14 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 usage="usage: bash benchmarks/gpu_check.sh [--smoke] [--out DIR] [--data DIR] [--pack DIR] [--train-minutes N]"
-mode=full out="" data="" pack="" minutes=""
+mode=full results="" data="" pack="" minutes=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) mode=smoke ;;
         --out | --data | --pack | --train-minutes)
             [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
             case "$1" in
-                --out) out="$2" ;;
+                --out) results="$2" ;;
                 --data) data="$2" ;;
                 --pack) pack="$2" ;;
                 --train-minutes) minutes="$2" ;;
@@ -26,8 +26,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 python="${PYTHON:-python3}"
-[ -n "$out" ] || out="runs/gpu_check/$mode-$(date +%Y%m%d-%H%M%S)"
-options=(--mode "$mode" --out "$out")
+[ -n "$results" ] || results="runs/gpu_check/$mode-$(date +%Y%m%d-%H%M%S)"
+options=(--mode "$mode" --out "$results")
 [ -z "$minutes" ] || options+=(--train-minutes "$minutes")
 
 if [ "$mode" = full ]; then
@@ -68,7 +68,8 @@ PY
         if [ "${#wheels[@]}" -gt 0 ]; then
             echo "gpu_check: installing ${#wheels[@]} wheels from $pack/wheels into $site"
             "$python" -m pip install -q --no-index --no-deps --no-compile --target "$site" "${wheels[@]}"
-            export PYTHONPATH="$(cd "$site" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+            site=$(cd "$site" && pwd)
+            export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
         fi
         [ -n "$data" ] || data="$pack/faces"
     fi
@@ -94,6 +95,6 @@ PY
     options+=(--data "$data")
 fi
 
-mkdir -p "$out"
+mkdir -p "$results"
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
-"$python" benchmarks/gpu_check.py "${options[@]}" 2>&1 | tee "$out/gpu_check.log"
+"$python" benchmarks/gpu_check.py "${options[@]}" 2>&1 | tee "$results/gpu_check.log"

@@ -1,7 +1,7 @@
 """FID and KID of the EMA generators that benchmarks/gpu_check.sh exported, against real faces they never
 trained on: the files of --faces (default ../shared/data/anime-faces/images) not listed in the check's
 trained_faces.txt (with the default offline pack, the 2,000 faces gpu_pack.sh held out). It runs on the CPU,
-on the GPU machine or any other that has the check's --out folder and the faces.
+on the machine that trained them or any other that has the check's --out folder and the faces.
 
     python benchmarks/gpu_fid.py OUT --weights ../shared/models/fid-inception/weights-inception-2015-12-05-fidhelper-converted.pth
 
