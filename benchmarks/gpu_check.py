@@ -246,7 +246,7 @@ def compile_time(work, name):
     typical = sum(later) / len(later)
     return (
         f"epoch 1 (compiling, cuDNN autotuning): {first:.1f} s against {typical:.1f} s for each later epoch: "
-        f"about {first - typical:.0f} s of compilation"
+        f"about {first - typical:.1f} s of compilation"
     )
 
 
@@ -353,7 +353,7 @@ def train_schedule(mode, device_name, data, work, out, cap_seconds, measured):
     else:
         speed_text = "only one epoch: no figure after the warm-up"
     measured.update(faces=distinct)
-    stopped = "all epochs" if epoch == epochs else f"stopped by the {cap_seconds / 60:g} min cap"
+    stopped = "all epochs" if epoch == epochs else f"stopped by the {cap_seconds / 60:.3g} min cap"
     last = history.mean(0).tolist()
     return (
         f"{hardware.precision}, batch {config.batch_size}, {config.image_size} px: {distinct:,} distinct faces, "
