@@ -1,10 +1,12 @@
-"""FID and KID, computed on this CPU, of the EMA generators that benchmarks/gpu_check.sh trained on the GPU
-machine, against shared faces the GPU never saw (those not listed in .gpu_faces/carried.txt).
+"""FID and KID of the EMA generators that benchmarks/gpu_check.sh exported, against real faces they never
+trained on: the files of --faces (default ../shared/data/anime-faces/images) not listed in the check's
+trained_faces.txt (with the default offline pack, the 2,000 faces gpu_pack.sh held out). It runs on the CPU,
+on the machine that trained them or any other that has the check's --out folder and the faces.
 
-    python benchmarks/gpu_fid.py FOLDER --weights ../shared/models/fid-inception/weights-inception-2015-12-05-fidhelper-converted.pth
+    python benchmarks/gpu_fid.py OUT --weights ../shared/models/fid-inception/weights-inception-2015-12-05-fidhelper-converted.pth
 
-FOLDER holds what the GPU call brought back (generators.json and generator_eNNN.safetensors). The notebook's own
-load_generator, generate_images and fid_kid do the work; ~3.5 min per 1,000 images on a 2-core CPU.
+OUT is the check's --out folder (generators.json, generator_eNNN.safetensors, trained_faces.txt). The notebook's
+own load_generator, generate_images and fid_kid do the work; ~3.5 min per 1,000 images on a 2-core CPU.
 """
 
 import argparse
@@ -17,13 +19,20 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from notebook_code import ROOT, SHARED_FACES, load_notebook  # noqa: E402
+from notebook_code import SHARED_FACES, load_notebook  # noqa: E402
 
 
-def held_out_folder(carried_list, count, seed=0):
-    """A temporary folder of links to `count` shared faces that were not carried to the GPU."""
-    carried = set(Path(carried_list).read_text().split())
-    files = [path for path in sorted(SHARED_FACES.glob("*.jpg")) if path.name not in carried]
+def held_out_folder(faces, trained_list, count, seed=0):
+    """A temporary folder of links to `count` faces of the folder `faces` that are not in trained_list."""
+    trained = set(Path(trained_list).read_text().split())
+    suffixes = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+    files = [
+        path
+        for path in sorted(Path(faces).iterdir())
+        if path.suffix.lower() in suffixes and path.name not in trained
+    ]
+    if not files:
+        raise SystemExit(f"gpu_fid: every face in {faces} was trained on: give --faces a folder with others")
     chosen = sorted(random.Random(seed).sample(files, min(count, len(files))))
     folder = Path(tempfile.mkdtemp(prefix="held_out_faces_"))
     for path in chosen:
@@ -35,11 +44,11 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("folder", help="the files gpu_check.sh wrote to $OUT")
+    parser.add_argument("folder", help="the --out folder of benchmarks/gpu_check.sh")
     parser.add_argument("--weights", default="", help="local Inception weights (FID_WEIGHTS)")
     parser.add_argument("--samples", type=int, default=1000, help="generated images per generator")
     parser.add_argument("--real", type=int, default=2000, help="held-out real faces")
-    parser.add_argument("--carried", default=str(ROOT / ".gpu_faces" / "carried.txt"))
+    parser.add_argument("--faces", default=str(SHARED_FACES), help="real faces, some never trained on")
     parser.add_argument(
         "--cache", default="runs/cache", help="where decoded faces and FID features are cached"
     )
@@ -50,13 +59,18 @@ def main():
     spec_path = Path(tempfile.mkdtemp()) / "generator.json"
     spec_path.write_text(json.dumps(record["spec"]))
     faces = nb.prepare_dataset(
-        held_out_folder(args.carried, args.real), record["spec"]["image_size"], 0, 0, args.cache
+        held_out_folder(args.faces, folder / record["trained_faces"], args.real),
+        record["spec"]["image_size"],
+        0,
+        0,
+        args.cache,
     )
     real = torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous()
     cpu = torch.device("cpu")
     name = nb.real_features_name(faces.key, len(real), 0, cpu)
     print(
-        f"{len(real)} held-out real faces; {args.samples} generated per generator; CPU, torch {torch.__version__}"
+        f"{len(real)} real faces never trained on ({record['faces']:,} were); {args.samples} generated per "
+        f"generator; CPU, torch {torch.__version__}"
     )
     print(f"{'epoch':>5} {'images seen':>12} {'FID':>8} {'KID':>8} {'± std':>7}")
     for export in record["exports"]:

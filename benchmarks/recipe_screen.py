@@ -15,8 +15,8 @@ prepare_dataset from folders of symbolic links, so they never share a file.
         --weights ../shared/models/fid-inception/weights-inception-2015-12-05-fidhelper-converted.pth
     python benchmarks/recipe_screen.py --table          # the results so far, as a markdown table
 
-Results are appended to benchmarks/results/recipe_screen.jsonl (one line per scored generator), so a
-session can run a few variants at a time; never run two at once on the same cores (timings and
+Results are appended to benchmarks/results/recipe_screen.jsonl (one line per scored generator), so the
+variants can be run a few at a time; never run two at once on the same cores (timings and
 throughput would be several times off).
 """
 

@@ -1,27 +1,30 @@
 """Training speed: the notebook's training step and data path against a faithful tutorial-style baseline.
 
 Both run in this one process, on the same images, device, model widths and batch size, interleaved
-A/B/A/B after a warm-up. Prints images/s, the ratio, and the fraction of the device's measured matmul
-peak that each reaches (from the FLOPs of one training step, counted by torch's FlopCounterMode).
-Also times first-time decoding, cached reload, and (on CPU) each precision / memory-layout variant.
+A/B/A/B after a warm-up round each (cuDNN autotuning, compilation, DataLoader start). Each images/s
+figure is the images of its timed rounds over their seconds, and rounds go on until each side has at
+least --min-seconds (10) of timed training. Prints the ratio and the fraction of the device's measured
+matmul peak that each reaches (from the FLOPs of one training step, counted by torch's FlopCounterMode).
+Also times first-time decoding, cached reload, the tutorial's DataLoader alone, and (--variants) each
+precision / memory-layout / torch.compile variant of the notebook's step.
 
     python benchmarks/train_speed.py                      # CPU, ~5 minutes on 2 cores
-    python benchmarks/train_speed.py --device cuda --images 15000 --rounds 5
-    python benchmarks/train_speed.py --device cuda --data .gpu_faces/images   # on the lent GPU machine
+    python benchmarks/train_speed.py --device cuda --data DIR --images 15000   # DIR: a folder of faces
 
-On CUDA it sets cuDNN up as the notebook does (configure_cuda), and the notebook's share of the peak is
-taken against the matmul peak of the number format it trains in (fp16 against fp16, bf16 against bf16).
+Each side computes in its own number format, and its share of the peak is taken against the matmul peak
+of that format: the notebook's step in the precision the notebook picks (fp16 against fp16, bf16 against
+bf16; "fp32" turns TF32 off), after configure_cuda as the notebook calls it; the tutorial loop with
+PyTorch's defaults, under which cuDNN computes fp32 convolutions in TF32 on Ampere and newer GPUs (so
+against the TF32 peak there, fp32 elsewhere), without cudnn.benchmark, fed by its JPEG DataLoader.
 """
 
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would garble the table
@@ -152,13 +155,108 @@ def timed(function, device):
     return time.perf_counter() - started, result
 
 
-def matmul_peak_gflops(device, dtype, size, repeats=10):
-    """Best achieved GFLOP/s of a size³ matmul in dtype: the peak the fractions below are relative to."""
-    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
-    for _ in range(2):
-        a @ b
-    best = min(timed(lambda: a @ b, device)[0] for _ in range(repeats))
+def matmul_peak_gflops(device, number_format, size, repeats=10):
+    """Best achieved GFLOP/s of a size³ matmul in number_format (tf32: fp32 with TF32 tensor cores allowed):
+    the peak the fractions below are relative to."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high" if number_format == "tf32" else "highest")
+    try:
+        a, b = (torch.randn(size, size, device=device).to(PEAK_DTYPES[number_format]) for _ in range(2))
+        for _ in range(2):
+            a @ b
+        best = min(timed(lambda: a @ b, device)[0] for _ in range(repeats))
+    finally:
+        torch.set_float32_matmul_precision(previous)
     return 2 * size**3 / best / 1e9
+
+
+def conv_tf32(allowed=None):
+    """Whether cuDNN may compute fp32 convolutions in TF32 (PyTorch's default: yes, on GPUs that have it);
+    sets it first if allowed is given. Both torch APIs, as the notebook's allow_tf32_convolutions."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    new_api = hasattr(conv, "fp32_precision")
+    if allowed is not None:
+        if new_api:
+            conv.fp32_precision = "tf32" if allowed else "ieee"
+        else:
+            torch.backends.cudnn.allow_tf32 = allowed
+    if new_api and conv.fp32_precision != "none":
+        return conv.fp32_precision == "tf32"
+    return torch.backends.cudnn.allow_tf32
+
+
+def cudnn_settings(settings=None):
+    """(cudnn.benchmark, TF32 convolutions) now; sets them first if settings is given."""
+    if settings is not None:
+        torch.backends.cudnn.benchmark = settings[0]
+        conv_tf32(settings[1])
+    return torch.backends.cudnn.benchmark, conv_tf32()
+
+
+def with_settings(settings, function):
+    """function, run under these cuDNN settings (CUDA only): each side of the comparison keeps its own."""
+
+    def run():
+        if settings is not None:
+            cudnn_settings(settings)
+        return function()
+
+    return run
+
+
+def timed_rounds(sides, device, rounds, min_seconds, warm_up=1):
+    """Time each side (name -> function returning the images it trained on) in interleaved rounds, after
+    `warm_up` untimed rounds each (cuDNN autotuning, compilation, DataLoader start). Rounds go on until each
+    side has at least `rounds` timed rounds and `min_seconds` of timed work. Returns name -> {images,
+    seconds, images_per_s (images over seconds), rounds (per-round images/s), warm_up_seconds}."""
+    results = {name: {"images": 0, "seconds": 0.0, "rounds": [], "warm_up_seconds": 0.0} for name in sides}
+    round_index = 0
+    while True:
+        pending = [
+            name
+            for name, result in results.items()
+            if round_index < warm_up or len(result["rounds"]) < rounds or result["seconds"] < min_seconds
+        ]
+        if not pending:
+            break
+        for name in pending:
+            seconds, count = timed(sides[name], device)
+            result = results[name]
+            if round_index < warm_up:
+                result["warm_up_seconds"] += seconds
+                label = " (warm-up)"
+            else:
+                result["images"] += count
+                result["seconds"] += seconds
+                result["rounds"].append(count / seconds)
+                label = ""
+            print(
+                f"  round {round_index}{label} {name:>8}: {count / seconds:8,.1f} images/s ({seconds:.1f} s)"
+            )
+        round_index += 1
+    for result in results.values():
+        result["images_per_s"] = result["images"] / result["seconds"]
+    return results
+
+
+def loader_alone(loader, device, min_seconds):
+    """images/s of the tutorial's DataLoader by itself (batches moved to device, no training), after one
+    untimed epoch, over whole epochs until at least min_seconds."""
+
+    def epoch():
+        return sum(data[0].to(device).size(0) for data in loader)
+
+    timed(epoch, device)
+    images, seconds = 0, 0.0
+    while not images or seconds < min_seconds:
+        spent, count = timed(epoch, device)
+        images, seconds = images + count, seconds + spent
+    return images / seconds, seconds
+
+
+def steady(seconds):
+    """A note for a figure timed over fewer than STEADY_SECONDS (whatever --min-seconds asked for)."""
+    return f" [only {seconds:.1f} s timed: not a steady-state figure]" if seconds < STEADY_SECONDS else ""
 
 
 def flops_per_image(nb, config, hardware, images):
@@ -173,7 +271,8 @@ def flops_per_image(nb, config, hardware, images):
     return counter.get_total_flops() / config.batch_size
 
 
-PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PEAK_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+STEADY_SECONDS = 10  # the least timed training behind a speed figure
 
 
 def main(argv=None):
@@ -187,7 +286,15 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--width", type=int, default=64, help="G_WIDTH and D_WIDTH")
-    parser.add_argument("--rounds", type=int, default=3, help="timed A/B rounds after one warm-up round each")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="timed A/B rounds at least, after one warm-up round each"
+    )
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=STEADY_SECONDS,
+        help="timed seconds at least behind each images/s figure (more rounds until then)",
+    )
     parser.add_argument(
         "--epochs-per-round", type=int, default=1, help="notebook epochs per round (raise on GPUs)"
     )
@@ -207,7 +314,7 @@ def main(argv=None):
     if args.image_size != 64:
         parser.error("--image-size: the tutorial's networks (the baseline) are 64 px only")
     if not Path(args.data).is_dir():
-        parser.error(f"--data {args.data!r} is not a folder of images (../shared is not on the GPU machine)")
+        parser.error(f"--data {args.data!r} is not a folder of images: give --data DIR")
 
     nb = load_notebook()
     cache = Path(tempfile.mkdtemp(prefix="bench_cache_"))
@@ -227,8 +334,17 @@ def main(argv=None):
     device = nb.pick_device(config.device)
     precision = nb.pick_precision("auto", device)
     hardware = nb.choose_hardware(device, precision)  # as the notebook does
+    tutorial_settings = notebook_settings = None
     if device.type == "cuda":
-        nb.configure_cuda(precision, deterministic=False)  # cudnn.benchmark, as the notebook sets it
+        tutorial_settings = cudnn_settings()  # PyTorch's defaults, as the tutorial runs
+        nb.configure_cuda(
+            precision, deterministic=False
+        )  # cudnn.benchmark and TF32, as the notebook sets them
+        notebook_settings = cudnn_settings()
+    # The number format each side computes its convolutions in, for its share of the peak.
+    tf32_here = device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8  # Ampere or newer
+    notebook_format = "tf32" if precision == "fp32" and tf32_here and notebook_settings[1] else precision
+    tutorial_format = "tf32" if tf32_here and tutorial_settings[1] else "fp32"
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
         f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}"
@@ -288,36 +404,51 @@ def main(argv=None):
             for _ in range(args.epochs_per_round)
         )
 
-    speeds = {"notebook": [], "baseline": []}
-    for round_index in range(args.rounds + 1):  # round 0 is the warm-up
-        for name, run in (("notebook", notebook_round), ("baseline", baseline_round)):
-            seconds, count = timed(run, device)
-            if round_index:
-                speeds[name].append(count / seconds)
-            print(
-                f"  round {round_index}{' (warm-up)' if not round_index else ''} {name:>8}: {count / seconds:8,.1f} images/s"
-            )
+    sides = {
+        "notebook": with_settings(notebook_settings, notebook_round),
+        "baseline": with_settings(tutorial_settings, baseline_round),
+    }
+    speeds = timed_rounds(sides, device, args.rounds, args.min_seconds)
+    loader_speed, loader_seconds = loader_alone(loader, device, args.min_seconds)
+    if notebook_settings is not None:
+        cudnn_settings(notebook_settings)
 
     flops = flops_per_image(nb, config, hardware, images)
-    dtypes = {torch.float32, PEAK_DTYPES[precision]} | ({torch.bfloat16} if device.type == "cpu" else set())
+    formats = {"fp32", notebook_format, tutorial_format} | ({"bf16"} if device.type == "cpu" else set())
     peak_size = args.peak_size or (8192 if device.type == "cuda" else 2048)
-    peak = {dtype: matmul_peak_gflops(device, dtype, peak_size) for dtype in sorted(dtypes, key=str)}
-    notebook_peak = peak[PEAK_DTYPES[precision]]
-    notebook, baseline = statistics.median(speeds["notebook"]), statistics.median(speeds["baseline"])
+    peak = {name: matmul_peak_gflops(device, name, peak_size) for name in sorted(formats)}
+    notebook, baseline = speeds["notebook"]["images_per_s"], speeds["baseline"]["images_per_s"]
+    notebook_share = notebook * flops / 1e9 / peak[notebook_format]
+    baseline_share = baseline * flops / 1e9 / peak[tutorial_format]
+    baseline_limit = (
+        "its JPEG DataLoader" if baseline >= 0.8 * loader_speed else "its training step (not its DataLoader)"
+    )
     print(
         f"\nFLOPs per image per training step: {flops / 1e9:.2f} GFLOP; measured matmul peak: "
-        + ", ".join(f"{str(k).split('.')[-1]} {v:,.0f} GFLOP/s" for k, v in peak.items())
+        + ", ".join(f"{name} {value:,.0f} GFLOP/s" for name, value in peak.items())
     )
-    print(f"{'':>10} {'images/s':>10} {'GFLOP/s':>9} {'% of peak':>10}")
+    print(f"{'':>10} {'images/s':>10} {'timed s':>8} {'GFLOP/s':>9} {'% of peak':>10}")
     print(
-        f"{'notebook':>10} {notebook:10,.1f} {notebook * flops / 1e9:9,.1f} {100 * notebook * flops / 1e9 / notebook_peak:9.1f}%"
-        f"   ({precision}, channels_last={hardware.channels_last})"
-    )
-    print(
-        f"{'baseline':>10} {baseline:10,.1f} {baseline * flops / 1e9:9,.1f} {100 * baseline * flops / 1e9 / peak[torch.float32]:9.1f}%   (fp32)"
+        f"{'notebook':>10} {notebook:10,.1f} {speeds['notebook']['seconds']:8.1f} {notebook * flops / 1e9:9,.1f} "
+        f"{100 * notebook_share:9.1f}%   ({precision}, channels_last={hardware.channels_last}; against the "
+        f"{notebook_format} peak){steady(speeds['notebook']['seconds'])}"
     )
     print(
-        f"ratio notebook / baseline: {notebook / baseline:.2f}x (median of {args.rounds} interleaved rounds each)"
+        f"{'baseline':>10} {baseline:10,.1f} {speeds['baseline']['seconds']:8.1f} {baseline * flops / 1e9:9,.1f} "
+        f"{100 * baseline_share:9.1f}%   (the tutorial loop: {tutorial_format} convolutions, fed by its JPEG "
+        f"DataLoader with {args.workers} workers; against the {tutorial_format} peak)"
+        f"{steady(speeds['baseline']['seconds'])}"
+    )
+    print(
+        f"{'loader':>10} {loader_speed:10,.1f} {loader_seconds:8.1f}   the tutorial's DataLoader alone (decode, "
+        f"resize, to {device}): the baseline ran at {100 * baseline / loader_speed:.0f}% of it, so {baseline_limit} "
+        f"limits it{steady(loader_seconds)}"
+    )
+    print(
+        f"ratio notebook / baseline: {notebook / baseline:.2f}x (images over seconds of "
+        f"{len(speeds['notebook']['rounds'])} and {len(speeds['baseline']['rounds'])} interleaved timed rounds, "
+        f"after a warm-up round each of {speeds['notebook']['warm_up_seconds']:.1f} and "
+        f"{speeds['baseline']['warm_up_seconds']:.1f} s)"
     )
 
     if args.variants:
@@ -328,44 +459,58 @@ def main(argv=None):
         "batch_size": args.batch_size,
         "notebook_images_per_s": notebook,
         "baseline_images_per_s": baseline,
+        "loader_images_per_s": loader_speed,
+        "notebook_seconds": speeds["notebook"]["seconds"],
+        "baseline_seconds": speeds["baseline"]["seconds"],
+        "loader_seconds": loader_seconds,
         "ratio": notebook / baseline,
-        "notebook_share_of_peak": notebook * flops / 1e9 / notebook_peak,
-        "baseline_share_of_peak": baseline * flops / 1e9 / peak[torch.float32],
+        "notebook_format": notebook_format,
+        "baseline_format": tutorial_format,
+        "baseline_limit": baseline_limit,
+        "notebook_share_of_peak": notebook_share,
+        "baseline_share_of_peak": baseline_share,
         "gflop_per_image": flops / 1e9,
     }
 
 
 def time_variants(nb, config, device, images, args):
-    """images/s of the notebook step for each precision, memory layout and (optionally) torch.compile."""
+    """images/s of the notebook step for each precision, memory layout and (optionally) torch.compile, each
+    timed over at least --min-seconds after a warm-up round; the compiled variant's warm-up on its own line."""
     variants = [("fp32", False, False), ("fp32", True, False), ("bf16", False, False), ("bf16", True, False)]
     if device.type == "cuda":
         variants += [("fp16", True, False), ("bf16", True, True)]
     else:
         variants += [("bf16", True, True)]
-    print("\nvariants of the notebook step (median of interleaved rounds):")
-    results = {variant: [] for variant in variants}
-    gans = {}
-    for round_index in range(args.rounds + 1):
-        for precision, channels_last, compiled in variants:
-            hardware = nb.Hardware(device, precision, channels_last)
-            key = (precision, channels_last, compiled)
-            if key not in gans:
-                variant_config = replace(config, compile=compiled)
-                gans[key] = (nb.build_gan(variant_config, hardware), hardware, variant_config)
-            gan, hardware, variant_config = gans[key]
-            seconds, _ = timed(partial(nb.train_one_epoch, gan, images, 1, variant_config, hardware), device)
-            count = (len(images) // config.batch_size) * config.batch_size
-            if round_index:
-                results[key].append(count / seconds)
-            elif compiled:
-                print(f"  compile warm-up round: {seconds:.1f} s")
-    base = statistics.median(results[("fp32", False, False)])
-    for (precision, channels_last, compiled), speeds in results.items():
-        speed = statistics.median(speeds)
+    print("\nvariants of the notebook step (images over seconds of interleaved timed rounds):")
+    count = (len(images) // config.batch_size) * config.batch_size
+    sides = {}
+    for precision, channels_last, compiled in variants:
+        hardware = nb.Hardware(device, precision, channels_last)
+        variant_config = replace(config, compile=compiled)
+        gan = nb.build_gan(variant_config, hardware)
+        # On a GPU, each variant computes as the notebook sets it up for its precision: fp32 without TF32.
+        settings = (True, precision != "fp32") if device.type == "cuda" else None
+
+        def epoch(gan=gan, variant_config=variant_config, hardware=hardware):
+            nb.train_one_epoch(gan, images, 1, variant_config, hardware)
+            return count
+
+        name = f"{precision} channels_last={channels_last!s:5} compile={compiled!s:5}"
+        sides[name] = with_settings(settings, epoch)
+    results = timed_rounds(sides, device, args.rounds, args.min_seconds)
+    base = results[next(iter(sides))]["images_per_s"]
+    for (*_, compiled), (name, result) in zip(variants, results.items()):
+        speed = result["images_per_s"]
         print(
-            f"  {precision} channels_last={channels_last!s:5} compile={compiled!s:5}: {speed:8,.1f} images/s"
-            f"  ({speed / base:.2f}x fp32)"
+            f"  {name}: {speed:8,.1f} images/s over {result['seconds']:.1f} s  ({speed / base:.2f}x fp32)"
+            f"{steady(result['seconds'])}"
         )
+        if compiled:
+            later = result["seconds"] / len(result["rounds"])
+            print(
+                f"  {name}: compile: its warm-up epoch took {result['warm_up_seconds']:.1f} s against "
+                f"{later:.1f} s for a timed one"
+            )
 
 
 if __name__ == "__main__":

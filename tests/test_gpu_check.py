@@ -1,8 +1,8 @@
-"""benchmarks/gpu_check.sh, the one-shot GPU check, in its --smoke mode: the same steps as on the GPU machine
-(device tests, the notebook end to end, QUICK, a resume on the CPU, the speed comparison, training and
-exporting generators), at tiny sizes on the CPU, with the device spelled "cpu:0" (an indexed device, like the
-GPU's cuda:0, which once crashed the first training step). If it breaks here, it would break on the GPU machine, where
-each minute counts against a 15-minute budget."""
+"""benchmarks/gpu_check.sh, the GPU check, in its --smoke mode: the same steps as on a GPU (device tests,
+training and exporting generators, the notebook end to end, QUICK, a resume on the CPU, the speed
+comparison), at tiny sizes on the CPU, with the device spelled "cpu:0" (an indexed device, like a GPU's
+cuda:0, which once crashed the first training step). If it breaks here, it would break on a GPU, after the
+owner has set it up and waited for it."""
 
 import json
 import os
@@ -45,6 +45,36 @@ def test_every_step_succeeds(smoke):
     assert expected | skipped | {"train the default schedule"} == set(steps)
     assert all(steps[step] == "ok" for step in expected | {"train the default schedule"}), steps
     assert (out / "gpu_check.log").stat().st_size > 1000
+    assert "(finished, " in (out / "summary.md").read_text()
+
+
+def test_tiny_speed_figures_say_they_are_not_steady_state(smoke):
+    """The smoke run's speed figures come from a fraction of a second: every one says so."""
+    _, out = smoke
+    rows = [
+        line for line in (out / "summary.md").read_text().splitlines() if line.startswith("| speed batch")
+    ]
+    assert rows and all(row.count("not a steady-state figure") >= 2 for row in rows), rows
+    train = next(
+        line for line in (out / "summary.md").read_text().splitlines() if "train the default" in line
+    )
+    assert "96 distinct faces" in train and "each face seen 10 times" in train, train
+    assert "not a steady-state figure" in train
+
+
+def test_the_summary_is_rewritten_after_every_step(tmp_path):
+    """A run stopped by a time limit keeps the rows it finished."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_check import Summary
+
+    summary = Summary(0.0, tmp_path, "check")
+    summary.run("first", lambda: "one")
+    assert "| first | ok |" in (tmp_path / "summary.md").read_text()
+    summary.run("second", lambda: 1 / 0)
+    text = (tmp_path / "summary.md").read_text()
+    assert "| second | FAILED |" in text and "ZeroDivisionError" in text and "running: 2 steps" in text
+    summary.write(done=True)
+    assert "(finished, " in (tmp_path / "summary.md").read_text()
 
 
 def test_the_notebook_ran_headless_with_an_indexed_device(smoke):
@@ -66,6 +96,7 @@ def test_generators_come_back_and_draw(smoke, nb):
     _, out = smoke
     record = json.loads((out / "generators.json").read_text())
     assert [row["epoch"] for row in record["exports"]] == [5, 10] and record["faces"] == 96
+    assert len((out / record["trained_faces"]).read_text().split()) == 96  # what gpu_fid.py holds out
     spec = out / "spec.json"
     spec.write_text(json.dumps(record["spec"]))
     for row in record["exports"]:
@@ -75,12 +106,14 @@ def test_generators_come_back_and_draw(smoke, nb):
 
 
 def test_full_mode_without_a_gpu_stops_before_doing_anything(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "out")}
-    result = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=env, timeout=120)
+    env = {**os.environ, "PYTHON": sys.executable}
+    command = ["bash", str(SCRIPT), "--out", str(tmp_path / "out"), "--data", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode != 0 and "no CUDA GPU" in result.stderr
-    assert not (tmp_path / "out" / "summary.md").exists()
+    assert not (tmp_path / "out").exists()
 
 
-def test_a_wrong_option_is_a_usage_error():
-    result = subprocess.run(["bash", str(SCRIPT), "--fast"], capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("arguments", [["--fast"], ["--out"]])
+def test_a_wrong_option_is_a_usage_error(arguments):
+    result = subprocess.run(["bash", str(SCRIPT), *arguments], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "usage" in result.stderr
