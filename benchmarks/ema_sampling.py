@@ -65,11 +65,13 @@ def main():
     nb = load_notebook()
     paths = nb.run_paths(args.run_dir)
     state = nb.read_checkpoint(paths.checkpoint)
-    defaults = asdict(notebook_config(nb))  # for parameters newer than the checkpoint (PLAY_GAME_2D, ...)
+    # Parameters newer than the checkpoint (PLAY_GAME_2D, HUB_REPO, HUB_PUBLIC, ...) take their defaults; ones
+    # the notebook no longer has are dropped.
+    defaults = asdict(notebook_config(nb))
     saved = {name: value for name, value in state["config"].items() if name in defaults}
     config = nb.Config(**{**defaults, **saved, "fid_weights": args.weights})
-    hardware = nb.Hardware(torch.device("cpu"), "fp32", channels_last=False)
-    gan = nb.build_gan(config, hardware)
+    compute = nb.Compute(torch.device("cpu"), "fp32", channels_last=False)
+    gan = nb.build_gan(config, compute)
     nb.load_training_state(gan, state)
     cache_dir = Path(args.cache_dir)
     cache = Path(args.images) if args.images else only_cache(cache_dir, config.image_size)

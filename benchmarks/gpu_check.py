@@ -176,10 +176,18 @@ def device_tests(device, extra):
     return last
 
 
+def chosen_compute(streams):
+    """What the notebook's setup line says it computes on and in ("Training on cpu (CPU), fp32 | run folder:
+    ..." gives "cpu (CPU), fp32"), from the executed notebook's printed text."""
+    prefix = "Training on "
+    printed = [line for text in streams for line in text.splitlines() if line.startswith(prefix)]
+    return printed[0][len(prefix) :].split(" | run folder: ")[0] if printed else "device not printed"
+
+
 def run_notebook(work, name, parameters, fresh=True):
     """Execute the notebook with papermill, its run folder work/name (emptied first if fresh); returns the
-    device it printed and its epoch rows (metrics.json). The executed notebook is written once, when the run
-    ends (after each cell costs 3 s a run)."""
+    device and precision it printed and its epoch rows (metrics.json). The executed notebook is written once,
+    when the run ends (after each cell costs 3 s a run)."""
     import papermill
 
     run_dir = work / name
@@ -199,9 +207,7 @@ def run_notebook(work, name, parameters, fresh=True):
     )
     cells = json.loads(output.read_text(encoding="utf-8"))["cells"]
     streams = ["".join(out.get("text", "")) for cell in cells for out in cell.get("outputs", [])]
-    printed = [line for text in streams for line in text.splitlines() if line.startswith("device: ")]
-    chosen = printed[0] if printed else "device not printed"
-    return chosen, json.loads((Path(run_dir) / "metrics.json").read_text())["epochs"]
+    return chosen_compute(streams), json.loads((Path(run_dir) / "metrics.json").read_text())["epochs"]
 
 
 def last_epoch(chosen, epochs):
@@ -269,7 +275,7 @@ def resume_on_cpu(work, data, mode, device):
     }
     first = last_epoch(*run_notebook(work, "resume", {**small, "DEVICE": device, "EPOCHS": 1}))
     second = last_epoch(*run_notebook(work, "resume", {**small, "DEVICE": "cpu", "EPOCHS": 2}, fresh=False))
-    return f"on {device}: {first} | resumed on cpu: {second}"
+    return f"on {device}: {first}; then resumed on cpu: {second}"  # no "|": the row is a table's
 
 
 def speed(arguments, device, data):
@@ -308,24 +314,24 @@ def train_schedule(mode, device_name, data, work, out, cap_seconds, measured):
     per_epoch = steps_per_epoch * probe.batch_size
     epochs = math.ceil(mode["train_images"] / per_epoch)
     config = notebook_config(nb, **overrides, EPOCHS=epochs)
-    device = nb.pick_device(config.device)
-    hardware = nb.choose_hardware(device, nb.pick_precision("auto", device))
-    if device.type == "cuda":
-        nb.configure_cuda(hardware.precision, deterministic=False)
+    compute = nb.resolve_compute(config)  # DEVICE, PRECISION "auto" and cuDNN, as the notebook resolves them
+    device = compute.device
     images = nb.place_images(faces.images, device)
-    gan = nb.build_gan(config, hardware)
+    gan = nb.build_gan(config, compute)
+    batches = nb.Batches(images, config.batch_size, config.random_flip, config.seed, compute)
     exports = {round(epochs * (index + 1) / mode["exports"]) for index in range(mode["exports"])}
     epoch_seconds, exported = [], []
     for epoch in range(1, epochs + 1):
         epoch_started = time.perf_counter()
-        history = nb.train_one_epoch(gan, images, epoch, config, hardware)  # ends on the CPU: synchronised
+        # The history comes back on the device: copying it to the CPU waits for the epoch's last step.
+        history = nb.train_one_epoch(gan, batches.epoch(epoch), compute).cpu()
         epoch_seconds.append(time.perf_counter() - epoch_started)
         if not history.isfinite().all():
             raise RuntimeError(f"non-finite losses in epoch {epoch}")
         # Stop before an epoch that would end past the cap.
         out_of_time = time.perf_counter() - started + epoch_seconds[-1] > cap_seconds
         if epoch in exports or out_of_time:
-            weights, spec = nb.export_generator(gan.sampler(), config, work)
+            weights, spec = nb.export_generator(gan.drawing_generator, config, work)
             shutil.move(weights, out / f"generator_e{epoch:03d}.safetensors")
             exported.append(
                 {
@@ -356,7 +362,7 @@ def train_schedule(mode, device_name, data, work, out, cap_seconds, measured):
     stopped = "all epochs" if epoch == epochs else f"stopped by the {cap_seconds / 60:.3g} min cap"
     last = history.mean(0).tolist()
     return (
-        f"{hardware.precision}, batch {config.batch_size}, {config.image_size} px: {distinct:,} distinct faces, "
+        f"{compute.precision}, batch {config.batch_size}, {config.image_size} px: {distinct:,} distinct faces, "
         f"{epoch}/{epochs} epochs ({stopped}) = {epoch * per_epoch:,} images, each face seen {epoch} times "
         f"(a default run on the ~63,000 Kaggle faces sees each 25 times); {speed_text}; epoch 1 (warm-up"
         f"{', cuDNN autotuning' if device.type == 'cuda' else ''}): {epoch_seconds[0]:.1f} s; "

@@ -21,6 +21,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from notebook_code import SHARED_FACES, load_notebook, notebook_config  # noqa: E402
 
 
+class NoPictures:
+    """The keeper's view for a script: each epoch's figure is closed unshown (the run folder keeps the grids)."""
+
+    live = False
+
+    def show(self, figure, kind, epoch=None):
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -61,24 +72,18 @@ def main():
             FID_REAL=args.fid_samples,
             FID_WEIGHTS=args.weights,
         )
-        hardware = nb.choose_hardware(device, precision)
+        compute = nb.choose_compute(device, precision)
         paths = nb.make_run_folder(run)
-        gan = nb.build_gan(config, hardware)
-        _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, device)
+        gan = nb.build_gan(config, compute)
+        _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, compute)
+        images = nb.place_images(faces.images, device)
+        batches = nb.Batches(images, config.batch_size, config.random_flip, config.seed, compute)
+        keeper = nb.RunKeeper(gan, metrics, fixed_noise, config, compute, paths, images, None, NoPictures())
         started = time.perf_counter()
-        nb.train(
-            gan,
-            nb.place_images(faces.images, device),
-            metrics,
-            fixed_noise,
-            config,
-            hardware,
-            paths,
-        )
+        nb.train(gan, batches, fixed_noise, compute, keeper)
         seconds = time.perf_counter() - started
-        scores = (
-            nb.measure_fid(gan.sampler(), real, f"real_{faces.key}_{len(real)}", config, device, work) or {}
-        )
+        name = f"real_{faces.key}_{len(real)}"
+        scores = nb.measure_fid(gan.drawing_generator, real, name, config, device, work) or {}
         last = metrics["epochs"][-1]
         print(
             f"{precision:>9} {seconds:8.1f} {last['loss_d']:7.3f} {last['loss_g']:7.3f} {last['d_real']:6.2f} "

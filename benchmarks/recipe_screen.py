@@ -122,19 +122,22 @@ def diffaugment(x):
     return augment_cutout(augment_translation(augment_colour(x)))
 
 
-def variant_step(nb, gan, real, noise, hardware, augment, real_target):
+def variant_step(nb, gan, real, noise, compute, augment, real_target):
     """The notebook's train_step with DiffAugment and/or a smoothed real target."""
-    with nb.autocast(hardware):
+    with compute.autocast():
         fake = gan.generator(noise)
         real_logits = gan.discriminator(augment(real))
         fake_logits = gan.discriminator(augment(fake.detach()))
         loss_d = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, real_target))
         loss_d = loss_d + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-    nb.backward_and_step(loss_d, gan.opt_d, gan.scaler)
-    with nb.frozen(gan.discriminator):
-        with nb.autocast(hardware):
-            loss_g = nb.generator_loss(gan.discriminator(augment(fake)))
-        nb.backward_and_step(loss_g, gan.opt_g, gan.scaler)
+    gan.opt_d.zero_grad(set_to_none=True)
+    gan.scaler.scale(loss_d).backward()
+    gan.scaler.step(gan.opt_d)
+    with nb.frozen(gan.discriminator), compute.autocast():
+        loss_g = nb.generator_loss(gan.discriminator(augment(fake)))
+    gan.opt_g.zero_grad(set_to_none=True)
+    gan.scaler.scale(loss_g).backward()
+    gan.scaler.step(gan.opt_g)
     gan.scaler.update()
     scores = [loss_d, loss_g, torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()]
     return torch.stack(scores).detach().float()
@@ -148,7 +151,7 @@ def add_spectral_norm(gan, lr, betas):
     gan.opt_d = torch.optim.Adam(gan.discriminator.parameters(), lr=lr, betas=betas)
 
 
-def train_variant(nb, gan, images, config, hardware, options):
+def train_variant(nb, gan, images, config, compute, options):
     """Train for config.epochs with the variant's step; returns (seconds, images seen, extra EMA copies)."""
     steps_per_epoch = len(images) // config.batch_size
     total_steps = steps_per_epoch * config.epochs
@@ -157,7 +160,7 @@ def train_variant(nb, gan, images, config, hardware, options):
         extra[name] = (None, None) if spec is None else (AveragedModel(gan.generator, use_buffers=True), spec)
     plain = not options.get("diffaugment") and options.get("real_target", 1.0) == 1.0
     augment = diffaugment if options.get("diffaugment") else (lambda x: x)
-    device, size, layout = hardware.device, config.batch_size, nb.memory_format(hardware)
+    device, size, layout = compute.device, config.batch_size, compute.memory_format
     started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         history = torch.zeros(steps_per_epoch, 4, device=device)  # read back once per epoch: no per-step sync
@@ -170,7 +173,7 @@ def train_variant(nb, gan, images, config, hardware, options):
             step_function = (
                 nb.train_step if plain else partial(variant_step, nb, augment=augment, real_target=target)
             )
-            history[step] = step_function(gan, real, noise, hardware)
+            history[step] = step_function(gan, real, noise, compute)
             global_step = (epoch - 1) * steps_per_epoch + step
             if gan.ema is not None:
                 nb.update_ema(gan.ema, gan.generator, config.ema_decay, global_step)
@@ -192,32 +195,33 @@ def run(nb, args, variant, seed, train_images, real_images, real_name):
     overrides = {key: value for key, value in options.items() if key not in STEP_OPTIONS}
     config = notebook_config(
         nb,
-        **{"DATA_DIR": str(SHARED_FACES), "RUN_DIR": "", "IMAGE_SIZE": args.size, "EPOCHS": args.epochs},
+        # RUN_DIR: never written (this script keeps no checkpoints), but the notebook refuses an empty one
+        **{"DATA_DIR": args.data, "RUN_DIR": str(Path(args.work) / "run"), "IMAGE_SIZE": args.size},
+        **{"EPOCHS": args.epochs},
         **{"SEED": seed, "PRECISION": "fp32", "DEVICE": "cpu", "FID_SAMPLES": args.fid_samples},
         **{"FID_WEIGHTS": args.weights, **overrides},
     )
-    hardware = nb.choose_hardware(torch.device("cpu"), "fp32")
-    gan = nb.build_gan(config, hardware)
+    compute = nb.choose_compute(torch.device("cpu"), "fp32")
+    gan = nb.build_gan(config, compute)
     betas = (config.beta1, 0.999)
     if options.get("spectral_norm"):
         add_spectral_norm(gan, config.lr, betas)
     for optimizer, key in ((gan.opt_d, "lr_d"), (gan.opt_g, "lr_g")):
         for group in optimizer.param_groups:
             group["lr"] = options.get(key, config.lr)
-    images = nb.place_images(train_images, hardware.device)
-    seconds, seen, extra = train_variant(nb, gan, images, config, hardware, options)
+    images = nb.place_images(train_images, compute.device)
+    seconds, seen, extra = train_variant(nb, gan, images, config, compute, options)
     saved = Path(args.work) / "generators" / f"{variant}_{args.size}px_seed{seed}"
     saved.mkdir(parents=True, exist_ok=True)
-    nb.export_generator(
-        gan.sampler(), config, saved
-    )  # for a look at its faces, or the nearest-neighbour check
-    generators = {"ema0.999": gan.sampler()}
+    # for a look at its faces, or the nearest-neighbour check (benchmarks/copy_check.py)
+    nb.export_generator(gan.drawing_generator, config, saved)
+    generators = {"ema0.999": gan.drawing_generator}
     generators.update(
         {name: gan.generator if ema is None else ema.module for name, (ema, _) in extra.items()}
     )
     for name, generator in generators.items():
         started = time.perf_counter()
-        scores = nb.measure_fid(generator, real_images, real_name, config, hardware.device, args.cache_dir)
+        scores = nb.measure_fid(generator, real_images, real_name, config, compute.device, args.cache_dir)
         row = dict(variant=variant, seed=seed, generator=name, size=args.size, epochs=args.epochs)
         row.update(batch=config.batch_size, images_seen=seen, train_seconds=round(seconds, 1))
         row.update(

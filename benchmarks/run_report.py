@@ -17,8 +17,9 @@ def batch_size_of(row):
     return round(row["images_per_second"] * row["seconds"] / row["steps"])
 
 
-def epoch_table(epochs):
-    """One Markdown row per epoch: mean losses, mean D scores, seconds and images/s."""
+def epoch_table(epochs, snapshots=None):
+    """One Markdown row per epoch: mean losses, mean D scores, seconds and images/s; with the first epoch's
+    snapshots (metrics.json's first_epoch_snapshots), a line saying how much of epoch 1 they took."""
     lines = ["| epoch | loss D | loss G | D(x) | D(G(z)) | seconds | images/s |", "| ---: " * 7 + "|"]
     for row in epochs:
         scores = f"{row['loss_d']:.3f} | {row['loss_g']:.3f} | {row['d_real']:.2f} | {row['d_fake']:.2f}"
@@ -30,6 +31,11 @@ def epoch_table(epochs):
         f"{len(epochs)} epochs, {steps:,} steps of {batch_size}, {steps * batch_size:,} images seen in {seconds:,.0f} s "
         f"of training ({steps * batch_size / seconds:.1f} images/s overall)."
     )
+    if snapshots and any(row["epoch"] == 1 for row in epochs):
+        lines.append(
+            f"Epoch 1's time includes {snapshots['seconds']:.1f} s of drawing the first epoch's snapshots "
+            f"(after steps {', '.join(map(str, snapshots['steps']))}; plots/first_epoch.png)."
+        )
     return "\n".join(lines)
 
 
@@ -58,7 +64,8 @@ def main():
     if not path.is_file():
         sys.exit(f"{path} does not exist: give the RUN_DIR of a run of the notebook.")
     metrics = json.loads(path.read_text())
-    print(epoch_table(metrics["epochs"]) if metrics["epochs"] else "No epoch finished yet.")
+    snapshots = metrics.get("first_epoch_snapshots")  # runs before the snapshots were recorded have none
+    print(epoch_table(metrics["epochs"], snapshots) if metrics["epochs"] else "No epoch finished yet.")
     print()
     print(fid_table(metrics["fid"]) if metrics["fid"] else "No FID/KID in this run.")
 

@@ -172,16 +172,10 @@ def matmul_peak_gflops(device, number_format, size, repeats=10):
 
 def conv_tf32(allowed=None):
     """Whether cuDNN may compute fp32 convolutions in TF32 (PyTorch's default: yes, on GPUs that have it);
-    sets it first if allowed is given. Both torch APIs, as the notebook's allow_tf32_convolutions."""
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    new_api = hasattr(conv, "fp32_precision")
+    sets it first if allowed is given. The legacy flag cudnn.allow_tf32, the one the notebook's configure_cuda
+    sets: setting torch 2.9's cudnn.conv.fp32_precision alone would make every later read of allow_tf32 raise."""
     if allowed is not None:
-        if new_api:
-            conv.fp32_precision = "tf32" if allowed else "ieee"
-        else:
-            torch.backends.cudnn.allow_tf32 = allowed
-    if new_api and conv.fp32_precision != "none":
-        return conv.fp32_precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = allowed
     return torch.backends.cudnn.allow_tf32
 
 
@@ -259,15 +253,14 @@ def steady(seconds):
     return f" [only {seconds:.1f} s timed: not a steady-state figure]" if seconds < STEADY_SECONDS else ""
 
 
-def flops_per_image(nb, config, hardware, images):
+def flops_per_image(nb, config, compute, images):
     """FLOPs of one notebook training step, divided by the batch size."""
-    gan = nb.build_gan(config, hardware)
-    real = nb.real_batch(
-        images, torch.arange(config.batch_size, device=hardware.device), True, None, hardware.device
-    )
-    noise = torch.randn(config.batch_size, config.latent_dim, 1, 1, device=hardware.device)
+    gan = nb.build_gan(config, compute)
+    indices = torch.arange(config.batch_size, device=images.device)
+    real = nb.real_batch(images, indices, True, None, compute.device, compute.memory_format)
+    noise = torch.randn(config.batch_size, config.latent_dim, 1, 1, device=compute.device)
     with FlopCounterMode(display=False) as counter:
-        nb.train_step(gan, real, noise, hardware)
+        nb.train_step(gan, real, noise, compute)
     return counter.get_total_flops() / config.batch_size
 
 
@@ -333,7 +326,7 @@ def main(argv=None):
     )
     device = nb.pick_device(config.device)
     precision = nb.pick_precision("auto", device)
-    hardware = nb.choose_hardware(device, precision)  # as the notebook does
+    compute = nb.choose_compute(device, precision)  # as the notebook does
     tutorial_settings = notebook_settings = None
     if device.type == "cuda":
         tutorial_settings = cudnn_settings()  # PyTorch's defaults, as the tutorial runs
@@ -351,7 +344,7 @@ def main(argv=None):
     )
     print(
         f"setup: {args.images} images of {args.image_size} px, batch {args.batch_size}, widths {args.width}, "
-        f"notebook default on this device: {hardware}"
+        f"notebook default on this device: {compute.describe()}, channels-last {compute.channels_last}"
     )
 
     if args.full_decode:  # the whole folder, as a first run of the notebook meets it
@@ -383,12 +376,13 @@ def main(argv=None):
     )
     images = nb.place_images(faces.images, device)
 
-    gan = nb.build_gan(config, hardware)
+    gan = nb.build_gan(config, compute)
+    batches = nb.Batches(images, config.batch_size, config.random_flip, config.seed, compute)
     epoch_counter = iter(range(1, 10**6))
 
     def notebook_round():
         for _ in range(args.epochs_per_round):
-            nb.train_one_epoch(gan, images, next(epoch_counter), config, hardware)
+            nb.train_one_epoch(gan, batches.epoch(next(epoch_counter)), compute)
         return args.epochs_per_round * (len(images) // args.batch_size) * args.batch_size
 
     files = nb.choose_files(nb.find_image_files(Path(args.data)), args.images, 0)
@@ -413,7 +407,7 @@ def main(argv=None):
     if notebook_settings is not None:
         cudnn_settings(notebook_settings)
 
-    flops = flops_per_image(nb, config, hardware, images)
+    flops = flops_per_image(nb, config, compute, images)
     formats = {"fp32", notebook_format, tutorial_format} | ({"bf16"} if device.type == "cpu" else set())
     peak_size = args.peak_size or (8192 if device.type == "cuda" else 2048)
     peak = {name: matmul_peak_gflops(device, name, peak_size) for name in sorted(formats)}
@@ -430,7 +424,7 @@ def main(argv=None):
     print(f"{'':>10} {'images/s':>10} {'timed s':>8} {'GFLOP/s':>9} {'% of peak':>10}")
     print(
         f"{'notebook':>10} {notebook:10,.1f} {speeds['notebook']['seconds']:8.1f} {notebook * flops / 1e9:9,.1f} "
-        f"{100 * notebook_share:9.1f}%   ({precision}, channels_last={hardware.channels_last}; against the "
+        f"{100 * notebook_share:9.1f}%   ({precision}, channels_last={compute.channels_last}; against the "
         f"{notebook_format} peak){steady(speeds['notebook']['seconds'])}"
     )
     print(
@@ -485,14 +479,15 @@ def time_variants(nb, config, device, images, args):
     count = (len(images) // config.batch_size) * config.batch_size
     sides = {}
     for precision, channels_last, compiled in variants:
-        hardware = nb.Hardware(device, precision, channels_last)
+        compute = nb.Compute(device, precision, channels_last)
         variant_config = replace(config, compile=compiled)
-        gan = nb.build_gan(variant_config, hardware)
+        gan = nb.build_gan(variant_config, compute)
+        batches = nb.Batches(images, config.batch_size, config.random_flip, config.seed, compute)
         # On a GPU, each variant computes as the notebook sets it up for its precision: fp32 without TF32.
         settings = (True, precision != "fp32") if device.type == "cuda" else None
 
-        def epoch(gan=gan, variant_config=variant_config, hardware=hardware):
-            nb.train_one_epoch(gan, images, 1, variant_config, hardware)
+        def epoch(gan=gan, batches=batches, compute=compute):
+            nb.train_one_epoch(gan, batches.epoch(1), compute)
             return count
 
         name = f"{precision} channels_last={channels_last!s:5} compile={compiled!s:5}"

@@ -89,7 +89,8 @@ def test_the_notebook_ran_headless_with_an_indexed_device(smoke):
 def test_the_resume_step_really_resumed_on_the_cpu(smoke):
     _, out = smoke
     row = next(line for line in (out / "summary.md").read_text().splitlines() if "resume on the CPU" in line)
-    assert "resumed on cpu: device: cpu" in row and "epoch 2" in row
+    # the notebook's setup line "Training on cpu (CPU), fp32 | run folder: ..." as gpu_check.py reads it
+    assert "resumed on cpu: cpu (CPU), fp32;" in row and "epoch 2" in row
 
 
 def test_generators_come_back_and_draw(smoke, nb):

@@ -544,7 +544,8 @@ def test_the_same_images_moved_elsewhere_resume_and_changed_ones_in_place_get_a_
 def test_a_fresh_run_records_its_images_key(nb, make_config):
     config = make_config()
     paths = nb.make_run_folder(config.run_dir)
-    _, metrics, _ = nb.start_or_resume(nb.build_gan(config, cpu_hardware(nb)), paths, config, CPU, "key123")
+    compute = cpu_hardware(nb)
+    _, metrics, _ = nb.start_or_resume(nb.build_gan(config, compute), paths, config, compute, "key123")
     assert metrics["data_key"] == "key123"
 
 

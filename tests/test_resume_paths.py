@@ -49,7 +49,7 @@ def test_checkpoint_resumes_under_every_other_precision(
     config = tiny_config(nb, default_parameters, tmp_path / "run", PRECISION=resumed, EPOCHS=2)
     hardware = cpu_hardware(nb, resumed)
     gan = nb.build_gan(config, hardware)
-    epoch, metrics, fixed_noise = nb.restore_checkpoint(gan, state, config, cpu_hardware(nb))
+    epoch, metrics, fixed_noise = nb.restore_checkpoint(gan, state, config, hardware)
     printed = capsys.readouterr().out
 
     assert epoch == 1 and [row["epoch"] for row in metrics["epochs"]] == [1]
@@ -62,8 +62,6 @@ def test_checkpoint_resumes_under_every_other_precision(
     elif resumed == "fp16":
         assert "gradient scaler starts fresh" in printed
         assert gan.scaler.get_scale() == torch.amp.GradScaler("cpu").get_scale()
-    elif saved == "fp16":
-        assert "its gradient scaler is not needed" in printed
     if saved != resumed:
         assert "PRECISION" in printed  # the note that the run now differs from a straight one
 
@@ -95,7 +93,7 @@ def test_end_to_end_fp32_run_resumes_in_bf16_and_back(resume_chain):
     """conftest.resume_chain: an fp32 run (EPOCHS 2) goes on in bf16 (EPOCHS 3), then in fp32 again (EPOCHS 4)."""
     text = resume_chain.texts["bf16"]
     assert "Resuming after epoch 2 of 3" in text and "changed PRECISION" in text
-    assert "precision: bf16" in text
+    assert "Training on cpu (CPU), bf16" in text
     text = resume_chain.texts["fp32"]
     assert "Resuming after epoch 3 of 4" in text and "changed PRECISION" in text
     metrics = json.loads((resume_chain.final / "metrics.json").read_text())

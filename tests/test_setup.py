@@ -17,33 +17,42 @@ from conftest import ROOT, SLOW_SHARED_WORK, group_of, kernel_environment, needs
 
 
 def readme_commands():
-    """The two lines of the README's first code block: (set-up and QUICK run, test command)."""
-    block = re.search(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S).group(1)
-    setup, tests = block.strip().splitlines()
+    """The README's first two code blocks, one line each: (set up and run the QUICK notebook, run the tests)."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+    setup, tests = (block.strip() for block in blocks[:2])
+    assert "\n" not in setup and "\n" not in tests  # each command on its own line
     return setup, tests
+
+
+def script_commands(path):
+    """The lines of a shell script that run python (the system's or .venv's)."""
+    lines = [re.sub(r"^if ! |; then$", "", line.strip()) for line in path.read_text().splitlines()]
+    return [line for line in lines if re.match(r'("\$python"|python3|\.venv/bin/python) ', line)]
 
 
 def test_readme_commands_make_and_use_a_virtual_environment():
     """Debian 12 and Ubuntu 24.04 refuse `pip install` into the system Python ("externally-managed-
     environment") and have no `python`, only `python3`; a bare `pip` may belong to another interpreter.
-    So: python3 makes .venv, and everything after runs .venv's own python."""
+    So: setup_and_run.sh makes .venv with python3, and everything after runs .venv's own python."""
     setup, tests = readme_commands()
-    steps = [step.strip() for step in setup.split("&&")]
-    assert steps[0] == "python3 -m venv .venv"
-    assert steps[1] == ".venv/bin/python -m pip install -r requirements-dev.txt"
-    assert tests == ".venv/bin/python -m pytest -q -n 2"
-    for command in [*steps[1:], tests]:
-        program = command.split()[0]
-        assert program in (".venv/bin/python", "mkdir"), command  # never python, pip or pip3 of the system
-    assert "papermill anime_gan.ipynb" in steps[-1] and steps[-1].startswith(".venv/bin/python -m papermill")
+    assert setup == "bash setup_and_run.sh" and tests == ".venv/bin/python -m pytest -q -n 2"
+    script = ROOT / "setup_and_run.sh"
+    commands = script_commands(script)
+    assert commands[0] == '"$python" -m venv .venv' and 'python="${PYTHON:-python3}"' in script.read_text()
+    assert commands[1] == ".venv/bin/python -m pip install -r requirements-dev.txt"
+    assert all(command.startswith(".venv/bin/python") for command in commands[1:]), commands
+    assert any(command.startswith(".venv/bin/python -m papermill anime_gan.ipynb") for command in commands)
+    assert "-p QUICK True" in script.read_text()
 
 
 def test_ci_runs_the_readme_commands():
-    """.ci/run is the README's set-up without the QUICK run, then exactly the README's test command."""
-    setup, tests = readme_commands()
-    script = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
-    commands = [line for line in script if line.startswith(("python3", ".venv/"))]
-    assert commands == [*[step.strip() for step in setup.split("&&")][:2], tests]
+    """.ci/run makes and fills .venv as setup_and_run.sh does (without the QUICK run), then runs exactly the
+    README's test command."""
+    _, tests = readme_commands()
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    ci = [line for line in ci if line.startswith(("python3", ".venv/"))]
+    setup = script_commands(ROOT / "setup_and_run.sh")
+    assert ci == ["python3 -m venv .venv", setup[1], tests]
 
 
 @pytest.fixture
@@ -114,10 +123,10 @@ def pinned_tools():
 
 
 def test_the_test_tools_are_pinned_and_these_are_the_ones_running():
-    """A new release of ruff, pytest, pytest-xdist, papermill or ipykernel cannot fail CI with no change here;
-    and the suite that just ran used exactly those versions."""
+    """A new release of ruff, pytest, pytest-xdist, papermill, ipykernel or huggingface_hub (whose upload the
+    sharing tests replace) cannot fail CI with no change here; and the suite that just ran used those versions."""
     pins = pinned_tools()
-    assert set(pins) == {"papermill", "ipykernel", "pytest", "pytest-xdist", "ruff"}
+    assert set(pins) == {"papermill", "ipykernel", "pytest", "pytest-xdist", "ruff", "huggingface_hub"}
     for name, version in pins.items():
         assert importlib.metadata.version(name) == version, name
 
