@@ -60,10 +60,7 @@ def test_papermill_sees_the_main_form_and_every_knob_has_help(default_parameters
     assert 8 <= len(inferred) <= 12 and set(inferred) < set(default_parameters)
     assert all(parameter["help"] for parameter in inferred.values())
     form_lines = [
-        line
-        for cell in code_cells()
-        for line in "".join(cell["source"]).splitlines()
-        if "# @param" in line
+        line for cell in code_cells() for line in "".join(cell["source"]).splitlines() if "# @param" in line
     ]
     assert len(form_lines) == len(default_parameters)
     for line in form_lines:

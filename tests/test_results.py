@@ -634,7 +634,9 @@ def test_e2e_nearest_neighbours_are_shown_and_saved(e2e_run):
     figure = Image.open(run / "plots" / "nearest_neighbours.png")
     assert figure.size[1] > figure.size[0] > 300  # 6 rows of 5 pictures
     text = notebook_text(out)
-    found = re.search(r"New faces lie (\d+\.\d) .*; real faces (\d+\.\d) .*, blurred real faces (\d+\.\d)\.", text)
+    found = re.search(
+        r"New faces lie (\d+\.\d) .*; real faces (\d+\.\d) .*, blurred real faces (\d+\.\d)\.", text
+    )
     assert found and all(0 < float(value) < 256 for value in found.groups())
     assert "no sign of copying" in text or "may be copies" in text  # a verdict, not just numbers
     with zipfile.ZipFile(run / "anime_gan_results.zip") as bundle:
