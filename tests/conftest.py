@@ -18,6 +18,7 @@ import pytest
 import torch
 from notebook_module import load_notebook
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
 
 # One thread in this process and in every kernel the tests start (OMP_NUM_THREADS, inherited), unless it is
 # set. The networks here are tiny: a second thread buys little, and a thread count fixed whatever the
@@ -69,7 +70,7 @@ TINY = dict(
     FID_REAL=32,
     DEVICE="cpu",
     PRECISION="fp32",  # not "auto": that trains in bf16 on some CPUs and fp32 on others
-    PLAY_GAME_2D=False,  # 5-6 s a run; the report run plays it, test_game_2d.py checks that it learns
+    PLAY_GAME_2D=False,  # 5-6 s a run; the report run plays it, test_6_game_2d.py checks that it learns
 )
 
 
@@ -129,11 +130,23 @@ def faces_dir(tmp_path):
     return tmp_path / "faces"
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    """After each test, close every matplotlib figure it left open (the notebook's neighbours_figure returns one
+    for its caller to show), so that a later test in the same process starts with none: the LiveView test
+    counts the figures left open. Without this the suite's result would depend on which tests one process
+    ran before which."""
+    yield
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")
+
+
 # Every end-to-end run starts the same kernel, whatever is installed or registered on the machine:
 #  - "python3" is this interpreter (a kernelspec registered elsewhere, e.g. by another Python's
 #    `ipykernel install --user`, could otherwise run the notebook under other packages), and
 #  - ipywidgets is hidden from it, so tqdm draws text bars and the notebook reports headless
-#    (LIVE_FRONT_END False), as on CI; the live path is tested in-process (test_notebook.py).
+#    (LIVE_FRONT_END False), as on CI; the live path is tested in-process (test_notebook_layout.py).
 KERNEL_SPEC = {
     "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
     "display_name": "Python 3 (the tests' interpreter)",
@@ -247,12 +260,12 @@ OFFLINE_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "AL
 
 @pytest.fixture(scope="session")
 def report_run(tmp_path_factory):
-    """One headless papermill run read by test_notebook.py (the messy folder, a short report, the 2-D game),
-    test_results.py (GIF, latent walk, zip, nearest neighbours, FID without weights offline) and
-    test_reliability.py (credentials): the 2-D game, then 4 epochs of BATCH_SIZE 2 on the messy folder,
-    which DATA_DIR "" fetches through a stand-in kagglehub while KAGGLE_USERNAME / KAGGLE_KEY are set; FID
-    is asked for (10 vs 10) without FID_WEIGHTS and without internet, and torch's download cache is an
-    empty folder."""
+    """One headless papermill run read by test_3_data_inputs.py (the messy folder, the 2-D game, credentials),
+    test_notebook_layout.py (a short report), test_7_results.py (GIF), test_8_generate_and_share.py (latent
+    walk, nearest neighbours, Hub folder, zip) and test_9_evaluate.py (FID without weights offline): the 2-D
+    game, then 4 epochs of BATCH_SIZE 2 on the messy folder, which DATA_DIR "" fetches through a stand-in
+    kagglehub while KAGGLE_USERNAME / KAGGLE_KEY are set; FID is asked for (10 vs 10) without FID_WEIGHTS and
+    without internet, and torch's download cache is an empty folder."""
     folder = tmp_path_factory.mktemp("report")
     make_messy_folder(folder / "images")
     fake = folder / "fake_packages" / "kagglehub"
@@ -282,6 +295,12 @@ def report_run(tmp_path_factory):
     return types.SimpleNamespace(
         folder=folder, images=folder / "images", run=folder / "run", out=out, text=notebook_text(out)
     )
+
+
+@pytest.fixture(scope="module")
+def e2e_run(report_run):
+    """The shared 4-epoch report run (conftest.report_run): (run folder, executed notebook)."""
+    return report_run.run, report_run.out
 
 
 # A stand-in for torch-fidelity, so the FID plumbing runs end to end without ../shared's Inception weights:
@@ -426,6 +445,98 @@ def assert_identical(actual, expected, where="state"):
             assert_identical(a, e, f"{where}[{index}]")
     else:
         assert actual == expected, where
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers and fixtures that tests of several files share (each moved here with its tests, unchanged)
+
+CPU = torch.device("cpu")
+
+
+def code_cells():
+    return [c for c in notebook_json()["cells"] if c["cell_type"] == "code"]
+
+
+def files_below(folder):
+    """Every file below folder, hidden ones included, relative and sorted."""
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file())
+
+
+def state_equal(a, b):
+    """True when two state dicts have the same keys and bit-identical tensors."""
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+CPU_FP32 = dict(device=torch.device("cpu"), precision="fp32", channels_last=False)
+
+
+def tiny_gan(nb, make_config, faces_dir, hardware=None, **overrides):
+    """A tiny GAN (fp32 on the CPU unless hardware says otherwise) trained for one epoch of 4 steps on
+    faces_dir. Returns (gan, config, hardware)."""
+    config = make_config(DATA_DIR=str(faces_dir), **overrides)
+    hardware = hardware or nb.Compute(**CPU_FP32)
+    torch.manual_seed(0)
+    gan = nb.build_gan(config, hardware)
+    images = torch.from_numpy(
+        np.stack([nb.load_image(path, config.image_size)[0] for path in sorted(faces_dir.iterdir())])
+    )
+    one_epoch(nb, gan, images, 1, config, hardware)
+    return gan, config, hardware
+
+
+def run(nb, default_parameters, images, run_dir, **overrides):
+    config = tiny_config(nb, default_parameters, run_dir, PRECISION="fp32", **overrides)
+    hardware = nb.choose_compute(CPU, "fp32")
+    paths = nb.make_run_folder(config.run_dir)
+    gan = nb.build_gan(config, hardware)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, nb.choose_compute(CPU, "fp32"))
+    train_epochs(nb, gan, images, metrics, fixed_noise, config, hardware, paths)
+    return gan, metrics, paths
+
+
+class HostReads(TorchDispatchMode):
+    """Counts the operations that read a tensor's value back to Python (.item(), bool(), int()): on a GPU each
+    one makes the CPU wait for the GPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def per_step_host_reads(nb, monkeypatch, config, hardware, images, fused):
+    """Host reads inside the per-step work (batch, train_step, EMA update) over one epoch, with Adam fused as on
+    CUDA (fused=True) or the plain kernel."""
+    gan = nb.build_gan(config, hardware)
+    adam = dict(lr=config.lr, betas=(config.beta1, 0.999), fused=fused)
+    gan.opt_g = torch.optim.Adam(gan.generator.parameters(), **adam)
+    gan.opt_d = torch.optim.Adam(gan.discriminator.parameters(), **adam)
+    counter = HostReads()
+
+    def counted(function):
+        def run(*args, **kwargs):
+            with counter:
+                return function(*args, **kwargs)
+
+        return run
+
+    for name in ("real_batch", "train_step", "update_ema"):
+        monkeypatch.setattr(nb, name, counted(getattr(nb, name)))
+    one_epoch(nb, gan, images, 1, config, hardware)
+    monkeypatch.undo()
+    return counter.count
+
+
+@pytest.fixture
+def decoded(nb, tmp_path):
+    """32 px images decoded into the notebook's cache, and the same array placed for training."""
+    write_faces(tmp_path / "faces", 40, size=48)
+    faces = nb.prepare_dataset(tmp_path / "faces", 32, 0, 0, tmp_path)
+    return faces, nb.place_images(faces.images, torch.device("cpu"))
 
 
 # The suite runs in two processes (`pytest -n 2`, pytest-xdist, as the README says), with the slow shared

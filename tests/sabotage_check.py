@@ -1,4 +1,4 @@
-"""Check the claims of tests/test_learning.py (faces) and tests/test_game_2d.py (points in the plane): each
+"""Check the claims of tests/test_6_learning.py (faces) and tests/test_6_game_2d.py (points in the plane): each
 passes on the notebook's real loss functions, fails when the BCE targets are broken, and passes when all
 three targets are swapped together (the same game, sign flipped).
 
@@ -8,7 +8,7 @@ wrong thing), runs `python -m pytest -q` on each test file against the copy (ANI
 one run at a time, and prints a table. Exit status 0 only when every row is OK.
 
     python tests/sabotage_check.py            # about 5 x (35 + 17) s on 2 CPU cores
-    python tests/sabotage_check.py tests/test_game_2d.py    # only the files named
+    python tests/sabotage_check.py tests/test_6_game_2d.py    # only the files named
 
 Not collected by pytest (the name does not start with test_)."""
 
@@ -33,7 +33,7 @@ GEN_0 = "return F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like
 # -q: the README's quiet output; no:importnb: where importnb is installed, its pytest plugin would collect
 # (and train) every test twice; no:cacheprovider: no .pytest_cache written for the throwaway copies.
 PYTEST_OPTIONS = ["-q", "-p", "no:importnb", "-p", "no:cacheprovider"]
-TEST_FILES = ["tests/test_learning.py", "tests/test_game_2d.py"]
+TEST_FILES = ["tests/test_6_learning.py", "tests/test_6_game_2d.py"]
 
 # name: (what it does, the (old, new) replacements, the expected outcome of each file in TEST_FILES)
 VARIANTS = {

@@ -23,8 +23,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = "anime_gan.ipynb"
-SETTINGS, FID, DATA = "tests/test_settings.py", "tests/test_fid_paths.py", "tests/test_data_paths.py"
-NOTEBOOK_TESTS, SETUP = "tests/test_notebook.py", "tests/test_setup.py"
+SETUP, PARAMETERS = "tests/test_1_setup.py", "tests/test_2_parameters.py"
+PRECISION = "tests/test_2_device_and_precision.py"
+DATA, DATA_INPUTS = "tests/test_3_data.py", "tests/test_3_data_inputs.py"
+STEP, EPOCH = "tests/test_6_training_step.py", "tests/test_6_epoch.py"
+RESUME, CHECKPOINTS = "tests/test_6_resume.py", "tests/test_6_checkpoints.py"
+EVALUATE, LAYOUT = "tests/test_9_evaluate.py", "tests/test_notebook_layout.py"
 PYTEST_OPTIONS = ["-q", "-p", "no:importnb", "-p", "no:cacheprovider"]
 
 # name: (the broken code, file, [(old, new)], tests that must fail)
@@ -34,15 +38,15 @@ VARIANTS = {
         NB,
         [("return dict(lr=config.lr, betas=(config.beta1, 0.999), **fused)", "return dict(**fused)")],
         [
-            f"{SETTINGS}::test_both_optimizers_use_lr_and_beta1",
-            f"{SETTINGS}::test_the_first_step_moves_each_weight_by_lr",
+            f"{STEP}::test_both_optimizers_use_lr_and_beta1",
+            f"{STEP}::test_the_first_step_moves_each_weight_by_lr",
         ],
     ),
     "real-target-0": (
         "D's real target 0 (sabotage_check.py's variant b)",
         NB,
         [("torch.ones_like(real_logits)", "torch.zeros_like(real_logits)")],
-        [f"{SETTINGS}::test_loss_targets_are_real_1_fake_0_and_generator_1"],
+        [f"{STEP}::test_loss_targets_are_real_1_fake_0_and_generator_1"],
     ),
     "g-target-0": (
         "G's target 0 (variant c)",
@@ -53,13 +57,13 @@ VARIANTS = {
                 "return F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))",
             )
         ],
-        [f"{SETTINGS}::test_loss_targets_are_real_1_fake_0_and_generator_1"],
+        [f"{STEP}::test_loss_targets_are_real_1_fake_0_and_generator_1"],
     ),
     "at-least-one": (
         "LOG_EVERY and SAMPLE_COUNT dropped from AT_LEAST_ONE (0 accepted)",
         NB,
         [('"d_width", "log_every", "sample_count", "generate_count")', '"d_width", "generate_count")')],
-        [f"{SETTINGS}::test_counts_and_sizes_must_be_at_least_one"],
+        [f"{PARAMETERS}::test_counts_and_sizes_must_be_at_least_one"],
     ),
     "hidden-folders": (
         "hidden folders walked into",
@@ -82,13 +86,13 @@ VARIANTS = {
                 "generator=torch.Generator().manual_seed(epoch)",
             )
         ],
-        [f"{SETTINGS}::test_seed_changes_the_epoch_order_and_the_random_draws"],
+        [f"{EPOCH}::test_seed_changes_the_epoch_order_and_the_random_draws"],
     ),
     "max-images": (
         "MAX_IMAGES ignored: every file decoded",
         NB,
         [("files = choose_files(all_files, max_images, seed)", "files = all_files")],
-        [f"{SETTINGS}::test_max_images_caps_the_data_with_a_repeatable_choice"],
+        [f"{DATA}::test_max_images_caps_the_data_with_a_repeatable_choice"],
     ),
     "compile-wrapper": (
         "COMPILE wraps the networks (torch.compile), so their state_dict keys gain _orig_mod.",
@@ -99,7 +103,7 @@ VARIANTS = {
                 "generator, discriminator = torch.compile(generator), torch.compile(discriminator)",
             )
         ],
-        [f"{SETTINGS}::test_a_compiled_run_and_a_plain_one_resume_from_each_other"],
+        [f"{CHECKPOINTS}::test_a_compiled_run_and_a_plain_one_resume_from_each_other"],
     ),
     "generate-remainder": (
         "generate_images drops the last, partial batch",
@@ -111,8 +115,8 @@ VARIANTS = {
             )
         ],
         [
-            f"{FID}::test_generate_images_across_its_500_image_batches",
-            f"{FID}::test_measure_fid_success_path",
+            f"{EVALUATE}::test_generate_images_across_its_500_image_batches",
+            f"{EVALUATE}::test_measure_fid_success_path",
         ],
     ),
     "record-fid-appends": (
@@ -124,7 +128,7 @@ VARIANTS = {
                 'rows = list(metrics["fid"])',
             )
         ],
-        [f"{FID}::test_record_fid_replaces_the_row_of_the_same_epoch_and_generator"],
+        [f"{EVALUATE}::test_record_fid_replaces_the_row_of_the_same_epoch_and_generator"],
     ),
     "fid-every-epoch": (
         "FID_EVERY ignored inside train(): measured after every epoch",
@@ -135,13 +139,13 @@ VARIANTS = {
                 "fid_due = epoch < config.epochs",
             )
         ],
-        [f"{FID}::test_fid_every_inside_train"],
+        [f"{EVALUATE}::test_fid_every_inside_train"],
     ),
     "save-metrics-json-only": (
         "save_metrics leaves the checkpoint's metrics behind",
         NB,
         [("    if paths.checkpoint.exists():  # e.g.", "    if False:  # e.g.")],
-        [f"{FID}::test_save_metrics_writes_the_json_and_the_checkpoint"],
+        [f"{EVALUATE}::test_save_metrics_writes_the_json_and_the_checkpoint"],
     ),
     "bf16-probe-direct": (
         "the private bf16 probes called directly (AttributeError on an older torch)",
@@ -152,19 +156,19 @@ VARIANTS = {
                 "probes = [getattr(torch.cpu, name) for name in names]",
             )
         ],
-        ["tests/test_fast_path.py::test_a_torch_without_the_bf16_probes_trains_in_fp32"],
+        [f"{PRECISION}::test_a_torch_without_the_bf16_probes_trains_in_fp32"],
     ),
     "live-view-every-epoch": (
         "headless, a picture after every epoch",
         NB,
         [("elif epoch & (epoch - 1) == 0 or epoch == last_epoch:", "else:")],
-        [f"{NOTEBOOK_TESTS}::test_live_view_updates_one_picture_live_and_shows_a_few_headless"],
+        [f"{LAYOUT}::test_live_view_updates_one_picture_live_and_shows_a_few_headless"],
     ),
     "no-batch-check": (
         "no check for fewer usable images than BATCH_SIZE (end to end)",
         NB,
         [("if count < config.batch_size:", "if False:")],
-        [f"{NOTEBOOK_TESTS}::test_fewer_usable_images_than_batch_size_stop_before_training"],
+        [f"{DATA_INPUTS}::test_fewer_usable_images_than_batch_size_stop_before_training"],
     ),
     "decoding-label": (
         'the decoding bar renamed: `"decoding" not in text` alone would still pass (end to end)',
@@ -181,7 +185,7 @@ VARIANTS = {
                 "        return epoch, metrics, torch.randn_like(fixed_noise).to(device)",
             )
         ],
-        [f"{NOTEBOOK_TESTS}::test_resumed_notebook_run_is_bit_identical_to_a_straight_one"],
+        [f"{RESUME}::test_resumed_notebook_run_is_bit_identical_to_a_straight_one"],
     ),
     "ci-skips": (
         ".ci/run without its ../shared check",
@@ -235,13 +239,13 @@ VARIANTS = {
         "PLAY_GAME_2D False still plays the 2-D game (end to end)",
         NB,
         [("if config.play_game_2d:", "if True:")],
-        [f"{NOTEBOOK_TESTS}::test_resume_continues_instead_of_restarting"],
+        [f"{RESUME}::test_resume_continues_instead_of_restarting"],
     ),
     "game-never": (
         "PLAY_GAME_2D True skips the 2-D game (end to end)",
         NB,
         [("if config.play_game_2d:", "if False:")],
-        [f"{NOTEBOOK_TESTS}::test_end_to_end_on_messy_folder"],
+        [f"{DATA_INPUTS}::test_end_to_end_on_messy_folder"],
     ),
     "tests-ungrouped": (
         "the tests not put in groups: with -n 2 a run several files read is made in each process",

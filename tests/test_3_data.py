@@ -1,6 +1,9 @@
-"""The data paths of a fresh Colab machine and of a user's own photos: the decoding cache is keyed on what the
-images are (so a fresh download, a copied folder or touched files still hit it, and a changed image misses it),
-the cache lives outside the run folder, and phone photos with an EXIF rotation decode upright."""
+"""Section 3, Data: finding, decoding and caching the images. The decoding cache is keyed on what the images
+are (so a fresh download, a copied folder or touched files still hit it, and a changed image misses it),
+shared by runs and kept outside the run folder; MAX_IMAGES picks a repeatable subset; phone photos with an
+EXIF rotation decode upright, and 128 px images decode to 128 px; run folders, hidden files and hidden
+folders inside DATA_DIR are never read as data. The download and the matrix of unusual and broken inputs:
+test_3_data_inputs.py."""
 
 import os
 import shutil
@@ -10,6 +13,9 @@ import numpy as np
 import pytest
 from conftest import write_faces
 from PIL import Image
+
+# ---------------------------------------------------------------------------------------------------------
+# The decoding cache
 
 
 @pytest.fixture
@@ -112,6 +118,31 @@ def test_cache_is_shared_by_runs_and_not_copied_into_run_folders(resume_chain):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# MAX_IMAGES and IMAGE_SIZE
+
+
+def test_max_images_caps_the_data_with_a_repeatable_choice(nb, tmp_path):
+    """MAX_IMAGES 10 of 24 files: 10 images, chosen by SEED (the same ones again, other ones for another
+    seed). Catches prepare_dataset decoding every file whatever MAX_IMAGES says."""
+    write_faces(tmp_path / "images", 24, seed=7)
+    whole = nb.prepare_dataset(tmp_path / "images", 32, 0, 0, tmp_path / "cache")
+    capped = nb.prepare_dataset(tmp_path / "images", 32, 10, 0, tmp_path / "cache")
+    again = nb.prepare_dataset(tmp_path / "images", 32, 10, 0, tmp_path / "cache_2")
+    other = nb.prepare_dataset(tmp_path / "images", 32, 10, 1, tmp_path / "cache_3")
+    assert len(whole.images) == 24 and len(capped.images) == len(other.images) == 10
+    assert whole.found == capped.found == 24  # all files are counted, 10 are used
+    rows = {image.tobytes() for image in whole.images}
+    assert {image.tobytes() for image in capped.images} <= rows  # a subset of the data, not something else
+    assert (again.images == capped.images).all() and not (other.images == capped.images).all()
+
+
+def test_128_px_images_decode_to_128_px(nb, tmp_path):
+    write_faces(tmp_path / "images", 3, size=150)
+    faces = nb.prepare_dataset(tmp_path / "images", 128, 0, 0, tmp_path / "cache")
+    assert faces.images.shape == (3, 128, 128, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # EXIF orientation
 
 
@@ -157,6 +188,10 @@ def test_exif_rotation_reaches_the_training_array(nb, tmp_path):
     faces = nb.prepare_dataset(tmp_path / "photos", 32, 0, 0, tmp_path)
     green_rows = [np.argmax(face[:, :, 1].mean(axis=1)) for face in faces.images]
     assert any(row < 8 and face[row, :, 1].mean() > 150 for row, face in zip(green_rows, faces.images))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What is never read as data
 
 
 def test_run_folder_inside_data_dir_is_never_read_as_data(nb, tmp_path):

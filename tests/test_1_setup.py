@@ -1,6 +1,9 @@
-"""Set-up that works on a fresh machine, and CI that cannot quietly skip: the README's two commands make and
-use a virtual environment; .ci/run runs the same commands and stops on CI when ../shared is missing; the
-test tools are pinned; and every kernel the tests start is this interpreter, without ipywidgets."""
+"""Section 1, Setup, and the project's own set-up. The setup cell installs what is missing: a failed install of
+a required package stops with advice, torch-fidelity (needed only for FID) is optional. On a fresh machine:
+the README's two commands make and use a virtual environment, and every documented papermill command creates
+the folder it writes into; .ci/run runs the same commands and stops on CI when ../shared is missing; the
+test tools are pinned; every kernel the tests start is this interpreter, without ipywidgets; and
+tests/conftest.py keeps the tests that share a slow fixture in one process under `pytest -n 2`."""
 
 import importlib.metadata
 import os
@@ -13,7 +16,42 @@ from pathlib import Path
 
 import conftest
 import pytest
-from conftest import ROOT, SLOW_SHARED_WORK, group_of, kernel_environment, needs_shared
+from conftest import ROOT, SLOW_SHARED_WORK, group_of, kernel_environment, needs_shared, notebook_json
+
+# ---------------------------------------------------------------------------------------------------------
+# The setup cell: what is missing is installed; only torch-fidelity may fail
+
+
+def test_a_failed_install_of_a_required_package_stops_with_advice(nb, monkeypatch):
+    runs, invalidated = [], []
+    monkeypatch.setattr(
+        nb.subprocess,
+        "run",
+        lambda command, **kw: runs.append(command) or types.SimpleNamespace(returncode=1),
+    )
+    monkeypatch.setattr(nb.importlib, "invalidate_caches", lambda: invalidated.append(True))
+    with pytest.raises(ModuleNotFoundError, match="Internet"):
+        nb.install_packages(["kagglehub"], required=True)
+    assert runs[0][-1] == "kagglehub" and invalidated
+
+
+def test_a_failed_install_of_torch_fidelity_does_not_stop_the_notebook(nb, monkeypatch):
+    """On Kaggle with the internet off only FID needs it: training must still run."""
+    monkeypatch.setattr(nb.subprocess, "run", lambda command, **kw: types.SimpleNamespace(returncode=1))
+    assert nb.install_packages(["torch-fidelity"], required=False) is False
+    monkeypatch.setattr(nb.subprocess, "run", lambda command, **kw: types.SimpleNamespace(returncode=0))
+    assert nb.install_packages(["torch-fidelity"], required=False) is True
+    assert nb.install_packages([], required=True) is True  # nothing missing: no pip at all
+
+
+def test_only_torch_fidelity_is_optional(nb):
+    assert nb.OPTIONAL == ["torch_fidelity"] and "torch_fidelity" not in nb.REQUIRED
+    assert nb.missing_packages(["torch", "no_such_module_here"]) == ["no_such_module_here"]
+    assert nb.missing_packages(["PIL", "torch_fidelity"]) == []  # both installed here, by their import names
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The README's commands, .ci/run and setup_and_run.sh
 
 
 def readme_commands():
@@ -110,6 +148,28 @@ def test_tests_that_need_shared_fail_on_ci_and_skip_elsewhere(monkeypatch, tmp_p
     assert raised.type is {"fail": pytest.fail.Exception, "skip": pytest.skip.Exception}[outcome]
     assert "is absent" in str(raised.value)
     needs_shared(tmp_path)  # present: nothing happens
+
+
+def documented_papermill_lines():
+    """Every line of the README, samples/RESULTS.md and the notebook's markdown that runs the notebook."""
+    texts = [(ROOT / name).read_text(encoding="utf-8") for name in ("README.md", "samples/RESULTS.md")]
+    texts += ["".join(c["source"]) for c in notebook_json()["cells"] if c["cell_type"] == "markdown"]
+    return [line for text in texts for line in text.splitlines() if "papermill anime_gan.ipynb " in line]
+
+
+def test_documented_commands_create_the_folder_papermill_writes_into():
+    """papermill saves the executed notebook before the first cell runs and refuses a missing folder, and a
+    fresh clone has no runs/: every documented command must create its output folder first."""
+    lines = documented_papermill_lines()
+    assert len(lines) >= 3, lines  # the README's line for Windows, RESULTS.md's two
+    for line in lines:
+        before, output = re.search(r"^(.*)papermill anime_gan\.ipynb (\S+)", line).groups()
+        folder = output.rpartition("/")[0]
+        assert folder in ("", ".") or f"mkdir -p {folder} " in before, line
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The test tools, the tests' kernel, and the tests in two processes
 
 
 def pinned_tools():

@@ -1,4 +1,4 @@
-"""The GAN learns: the notebook's own networks, training loop and EMA generator (build_gan, train_one_epoch,
+"""The GAN learns (section 6, Training, with section 5's models): the notebook's own networks, training loop and EMA generator (build_gan, train_one_epoch,
 sampler, draw), trained for a few hundred steps on a toy data set whose distribution is known exactly, end up
 drawing images like it.
 
