@@ -485,6 +485,20 @@ def test_portable_code_runs_on_newer_gpus(nb, monkeypatch):
     assert nb.gpu_kernels_missing(0) is not None
 
 
+def test_a_rocm_build_is_not_judged_by_nvidia_architectures(nb, monkeypatch):
+    """An AMD GPU under a ROCm build also answers torch.cuda.is_available(); its architecture list holds gfx...
+    names. Catches parsing those as NVIDIA ones (an AttributeError before training) or refusing the GPU."""
+    mock_cuda(
+        monkeypatch,
+        count=1,
+        current=0,
+        capability=(9, 4),
+        name="AMD Instinct MI300X",
+        archs=["gfx90a", "gfx942"],
+    )
+    assert nb.gpu_kernels_missing(0) is None and nb.pick_device("auto") == CUDA0
+
+
 @pytest.mark.parametrize(
     ("capability", "auto", "layout_fp32", "layout_auto"),
     [((6, 0), "fp32", False, False), ((7, 5), "fp16", False, True), ((8, 0), "bf16", False, True)],
