@@ -561,8 +561,8 @@ def test_pixels_are_scaled_by_one_multiplication(nb):
 
 
 def test_the_copy_search_runs_where_the_faces_are(nb, monkeypatch):
-    """Catches: the nearest-image search copied to the CPU (tens of seconds a call there) while the faces sit on
-    the GPU."""
+    """Catches: the nearest-image search copying the data set to the CPU (about 4.6 G element operations a call
+    at 64 px) while the faces sit on a CUDA GPU."""
     seen = []
     cdist = torch.cdist
     monkeypatch.setattr(
@@ -573,3 +573,21 @@ def test_the_copy_search_runs_where_the_faces_are(nb, monkeypatch):
         distances = nb.pixel_distances(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), faces, chunk=4)
         assert distances.device == CPU and distances.shape == (2, 10)
     assert seen == [(CUDA0, CUDA0)] * 3
+    # (a fake MPS tensor cannot be copied to the CPU without an MPS build, so that branch runs on a Mac only)
+
+
+def test_the_compute_object_names_the_gpu_and_sets_cudnn_once(nb, make_config, monkeypatch):
+    """DEVICE and PRECISION resolved once on a (mocked) T4: fp16, channels-last, cuDNN set for it, and the words
+    a checkpoint and the model card record. Catches a resolve that skips configure_cuda on a GPU, or a
+    description that names the CPU."""
+    mock_cuda(monkeypatch, count=1, current=0, capability=(7, 5), name="Tesla T4")
+    configured = []
+    monkeypatch.setattr(nb, "configure_cuda", lambda precision, deterministic: configured.append(precision))
+    compute = nb.resolve_compute(make_config(DEVICE="auto", PRECISION="auto"))
+    assert compute == nb.Compute(CUDA0, "fp16", True) and configured == ["fp16"]
+    assert compute.describe() == "cuda:0 (Tesla T4), fp16"
+    assert nb.what_ran(compute) == {"device": "cuda:0 (Tesla T4), fp16", "precision": "fp16"}
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert nb.resolve_compute(make_config(DEVICE="auto", PRECISION="auto")).describe() == "mps:0 (MPS), fp32"
+    assert configured == ["fp16"]  # cuDNN is left alone off CUDA

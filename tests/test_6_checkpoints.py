@@ -70,6 +70,12 @@ def dying_atomic_write(real_atomic_write, failure):
 FAILURES = [OSError(28, "No space left on device"), KeyboardInterrupt()]
 
 
+def save_epoch_2(nb, saved_run):
+    """Save saved_run's state as its epoch-2 checkpoint, as the notebook does after an epoch."""
+    state = (saved_run.gan, 2, saved_run.metrics, saved_run.fixed_noise, saved_run.config, cpu_hardware(nb))
+    nb.save_checkpoint(saved_run.paths.checkpoint, *state)
+
+
 @pytest.mark.parametrize("failure", FAILURES, ids=["disk-full", "interrupt"])
 def test_checkpoint_write_killed_halfway_keeps_previous_checkpoint(nb, saved_run, monkeypatch, failure):
     """torch.save dies after writing half the file: the epoch-1 checkpoint is untouched and no temp file remains."""
@@ -86,15 +92,7 @@ def test_checkpoint_write_killed_halfway_keeps_previous_checkpoint(nb, saved_run
 
     monkeypatch.setattr(nb.torch, "save", half_save)  # nb.torch is torch itself; monkeypatch puts it back
     with pytest.raises(type(failure)):
-        nb.save_checkpoint(
-            paths.checkpoint,
-            saved_run.gan,
-            2,
-            saved_run.metrics,
-            saved_run.fixed_noise,
-            saved_run.config,
-            cpu_hardware(nb),
-        )
+        save_epoch_2(nb, saved_run)
     monkeypatch.undo()
 
     assert targets and targets[0] != paths.checkpoint  # the half file went to a temporary name
@@ -111,15 +109,7 @@ def test_checkpoint_write_callback_killed_halfway_keeps_previous_checkpoint(
     before = paths.checkpoint.read_bytes()
     monkeypatch.setattr(nb, "atomic_write", dying_atomic_write(nb.atomic_write, failure))
     with pytest.raises(type(failure)):
-        nb.save_checkpoint(
-            paths.checkpoint,
-            saved_run.gan,
-            2,
-            saved_run.metrics,
-            saved_run.fixed_noise,
-            saved_run.config,
-            cpu_hardware(nb),
-        )
+        save_epoch_2(nb, saved_run)
     assert paths.checkpoint.read_bytes() == before
     assert nb.read_checkpoint(paths.checkpoint)["epoch"] == 1
     assert files_below(paths.checkpoint.parent) == ["checkpoint.pt"]
