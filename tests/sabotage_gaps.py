@@ -377,8 +377,8 @@ VARIANTS = {
         NB,
         [
             (
-                '{push_advice(error)}; {kept}.")\n        return None\n',
-                '{push_advice(error)}; {kept}.")\n        raise\n',
+                '            advice = f"{type(error).__name__}: {PUSH_ADVICE.get(status, PUSH_ADVICE[None])}"\n',
+                "            raise\n",
             )
         ],
         [f"{SHARE}::test_failed_push_keeps_the_folder_and_says_what_to_do"],
@@ -388,8 +388,8 @@ VARIANTS = {
         NB,
         [
             (
-                'seen = sum(row["steps"] for row in epochs) * config.batch_size',
-                'seen = sum(row["steps"] for row in epochs)',
+                '{sum(row["steps"] for row in epochs) * config.batch_size:,}',
+                '{sum(row["steps"] for row in epochs):,}',
             )
         ],
         [f"{SHARE}::test_card_figures_are_the_runs_own"],
@@ -397,7 +397,7 @@ VARIANTS = {
     "own-images-license": (
         "the model card claims the Kaggle set's terms for any images, DATA_DIR's too",
         NB,
-        [("    kaggle = not config.data_dir\n", "    kaggle = True\n")],
+        [("    if config.data_dir:  # the user's own images", "    if False:  # the user's own images")],
         [f"{SHARE}::test_card_for_your_own_images_claims_no_license"],
     ),
     "fold-the-step": (

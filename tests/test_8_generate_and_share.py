@@ -240,8 +240,7 @@ def shared(nb, make_config, tmp_path):
             }
         ],
     }
-    grid = tmp_path / "grid.png"
-    nb.save_grid(nb.image_grid(torch.zeros(4, 3, 32, 32, dtype=torch.uint8)), grid)
+    grid = nb.image_grid(torch.zeros(4, 3, 32, 32, dtype=torch.uint8))
     card = nb.model_card(config, compute, metrics, 64, nb.drawing_name(gan))
     folder = nb.write_hub_folder(tmp_path / "hub", gan.drawing_generator, config, grid, card)
     return config, gan, metrics, folder
