@@ -1,5 +1,6 @@
-"""Section 1, Setup, and the project's own set-up. The setup cell installs what is missing: a failed install of
-a required package stops with advice, torch-fidelity (needed only for FID) is optional. On a fresh machine:
+"""Section 1, Setup, and the project's own set-up. The setup cell installs what is missing on Colab and Kaggle
+(never what is there): a failed install of a required package stops with advice, torch-fidelity (needed only
+for FID) is optional; locally it installs nothing and names requirements.txt. On a fresh machine:
 the README's two commands make and use a virtual environment, and every documented papermill command creates
 the folder it writes into; .ci/run runs the same commands and stops on CI when ../shared is missing; the
 test tools are pinned; every kernel the tests start is this interpreter, without ipywidgets; and
