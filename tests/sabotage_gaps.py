@@ -162,8 +162,8 @@ VARIANTS = {
         NB,
         [
             (
-                "getattr(torch.cpu, name, None) for name in",
-                "getattr(torch.cpu, name) for name in",
+                "getattr(torch.cpu, probe, lambda: False)()",
+                "getattr(torch.cpu, probe)()",
             )
         ],
         [f"{PRECISION}::test_a_torch_without_the_bf16_probes_trains_in_fp32"],

@@ -1,5 +1,6 @@
-"""Section 1, Setup, and the project's own set-up. The setup cell installs what is missing: a failed install of
-a required package stops with advice, torch-fidelity (needed only for FID) is optional. On a fresh machine:
+"""Section 1, Setup, and the project's own set-up. The setup cell installs what is missing on Colab and Kaggle
+(never what is there): a failed install of a required package stops with advice, torch-fidelity (needed only
+for FID) is optional; locally it installs nothing and names requirements.txt. On a fresh machine:
 the README's two commands make and use a virtual environment, and every documented papermill command creates
 the folder it writes into; .ci/run runs the same commands and stops on CI when ../shared is missing; the
 test tools are pinned; every kernel the tests start is this interpreter, without ipywidgets; and
@@ -22,32 +23,63 @@ from conftest import ROOT, SLOW_SHARED_WORK, group_of, kernel_environment, needs
 # The setup cell: what is missing is installed; only torch-fidelity may fail
 
 
-def test_a_failed_install_of_a_required_package_stops_with_advice(nb, monkeypatch):
-    runs, invalidated = [], []
+@pytest.fixture
+def pip_on_kaggle(nb, monkeypatch):
+    """The setup cell on Kaggle, where kagglehub and torch_fidelity are missing: pip's commands are recorded and
+    exit with pip.returncode; each cache invalidation is recorded."""
+    pip = types.SimpleNamespace(commands=[], returncode=1, invalidated=0)
+    find_spec = nb.importlib.util.find_spec
+    monkeypatch.setattr(nb, "RUNTIME", "Kaggle")
+    monkeypatch.setattr(
+        nb.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("kagglehub", "torch_fidelity") else find_spec(name, *a),
+    )
     monkeypatch.setattr(
         nb.subprocess,
         "run",
-        lambda command, **kw: runs.append(command) or types.SimpleNamespace(returncode=1),
+        lambda command, **kw: (
+            pip.commands.append(command) or types.SimpleNamespace(returncode=pip.returncode)
+        ),
     )
-    monkeypatch.setattr(nb.importlib, "invalidate_caches", lambda: invalidated.append(True))
+
+    def invalidate():
+        pip.invalidated += 1
+
+    monkeypatch.setattr(nb.importlib, "invalidate_caches", invalidate)
+    return pip
+
+
+def test_a_failed_install_of_a_required_package_stops_with_advice(nb, pip_on_kaggle):
     with pytest.raises(ModuleNotFoundError, match="Internet"):
-        nb.install_packages(["kagglehub"], required=True)
-    assert runs[0][-1] == "kagglehub" and invalidated
+        nb.install_missing(["torch", "kagglehub"], required=True)
+    assert pip_on_kaggle.commands[0][-1] == "kagglehub" and "torch" not in pip_on_kaggle.commands[0]
+    assert pip_on_kaggle.invalidated
 
 
-def test_a_failed_install_of_torch_fidelity_does_not_stop_the_notebook(nb, monkeypatch):
+def test_a_failed_install_of_torch_fidelity_does_not_stop_the_notebook(nb, pip_on_kaggle):
     """On Kaggle with the internet off only FID needs it: training must still run."""
-    monkeypatch.setattr(nb.subprocess, "run", lambda command, **kw: types.SimpleNamespace(returncode=1))
-    assert nb.install_packages(["torch-fidelity"], required=False) is False
-    monkeypatch.setattr(nb.subprocess, "run", lambda command, **kw: types.SimpleNamespace(returncode=0))
-    assert nb.install_packages(["torch-fidelity"], required=False) is True
-    assert nb.install_packages([], required=True) is True  # nothing missing: no pip at all
+    assert nb.install_missing(["torch_fidelity"], required=False) == ["torch-fidelity"]
+    pip_on_kaggle.returncode = 0
+    assert nb.install_missing(["torch_fidelity"], required=False) == []
+    commands = len(pip_on_kaggle.commands)
+    assert nb.install_missing(["torch", "PIL"], required=True) == []  # nothing missing: no pip at all
+    assert len(pip_on_kaggle.commands) == commands == 2
+
+
+def test_locally_nothing_is_installed_and_requirements_txt_is_named(nb, monkeypatch):
+    monkeypatch.setattr(nb.subprocess, "run", lambda command, **kw: pytest.fail("pip ran on a local machine"))
+    assert nb.RUNTIME == "local"
+    with pytest.raises(ModuleNotFoundError, match="no_such_module_here.*pip install -r requirements.txt"):
+        nb.install_missing(["torch", "no_such_module_here"], required=True)
 
 
 def test_only_torch_fidelity_is_optional(nb):
     assert nb.OPTIONAL == ["torch_fidelity"] and "torch_fidelity" not in nb.REQUIRED
-    assert nb.missing_packages(["torch", "no_such_module_here"]) == ["no_such_module_here"]
-    assert nb.missing_packages(["PIL", "torch_fidelity"]) == []  # both installed here, by their import names
+    assert nb.install_missing(["torch", "no_such_module_here"], required=False) == ["no_such_module_here"]
+    assert (
+        nb.install_missing(["PIL", "torch_fidelity"], required=False) == []
+    )  # installed here, by import names
 
 
 # ---------------------------------------------------------------------------------------------------------

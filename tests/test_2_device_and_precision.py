@@ -483,6 +483,8 @@ def test_portable_code_runs_on_newer_gpus(nb, monkeypatch):
     assert nb.gpu_kernels_missing(0) is None
     mock_cuda(monkeypatch, count=1, current=0, capability=(10, 0), archs=["sm_90a"])
     assert nb.gpu_kernels_missing(0) is not None
+    mock_cuda(monkeypatch, count=1, current=0, capability=(9, 0), archs=["sm_90a"])
+    assert nb.gpu_kernels_missing(0) is None
 
 
 def test_a_rocm_build_is_not_judged_by_nvidia_architectures(nb, monkeypatch):

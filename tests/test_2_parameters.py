@@ -112,6 +112,8 @@ def test_papermill_text_values_are_converted(make_config, name, text, value):
         ("IMAGE_SIZE", 48, "IMAGE_SIZE must be 32, 64 or 128, not 48."),
         ("MAX_IMAGES", 10, "MAX_IMAGES (10) is below BATCH_SIZE (16): raise it, or use 0 for all."),
         ("RUN_DIR", " ", "RUN_DIR is empty"),
+        ("DATA_DIR", "/no/such/folder", "DATA_DIR must be '' (Kaggle) or a folder of images, not '/no/such"),
+        ("FID_WEIGHTS", "/no/such.pth", "FID_WEIGHTS must be '' (download them) or a file of the weights"),
     ],
 )
 def test_invalid_parameter_values_name_the_parameter(nb, make_config, name, value, message):
