@@ -84,7 +84,7 @@ VARIANTS = {
     "hidden-files": (
         "hidden files (and macOS's ._ companions) read",
         NB,
-        [(' and name[0] != "."]', "]")],
+        [('for name in files if not name.startswith(".")]', "for name in files]")],
         [f"{DATA}::test_hidden_files_and_folders_are_never_read"],
     ),
     "seed-order": (
