@@ -84,8 +84,14 @@ VARIANTS = {
     "hidden-files": (
         "hidden files (and macOS's ._ companions) read",
         NB,
-        [(' and name[0] != "."]', "]")],
+        [('for name in files if not name.startswith(".")]', "for name in files]")],
         [f"{DATA}::test_hidden_files_and_folders_are_never_read"],
+    ),
+    "broken-links": (
+        "broken and looping file links found (then skipped as unreadable) instead of left out",
+        NB,
+        [(" and path.is_file()]", "]")],
+        [f"{DATA_INPUTS}::test_broken_and_looping_file_symlinks_are_skipped"],
     ),
     "seed-order": (
         "the epoch order seeded by the epoch alone",

@@ -293,6 +293,7 @@ def test_broken_and_looping_file_symlinks_are_skipped(nb, tmp_path):
     os.symlink(tmp_path / "deleted.png", folder / "dangling.png")
     data = prepare(nb, folder, tmp_path)
     assert len(data.images) == 3
+    assert data.found == 3 and data.skipped == []  # left out when found, not counted as unreadable files
 
 
 def test_names_with_spaces_and_non_ascii_characters(nb, tmp_path):
