@@ -338,7 +338,7 @@ def test_the_same_images_moved_elsewhere_resume_and_changed_ones_in_place_get_a_
     with pytest.raises(nb.CheckpointError, match="laptop"):
         nb.check_same_data(saved, make_config(DATA_DIR=str(tmp_path / "drive")), "k2")
     [change] = nb.check_same_data(saved, make_config(DATA_DIR=str(tmp_path / "laptop")), "k2")  # images added
-    assert change.startswith("the images in DATA_DIR") and "laptop" in change
+    assert change.startswith("images (in DATA_DIR") and "laptop" in change
 
 
 def test_a_fresh_run_records_its_images_key(nb, make_config):
