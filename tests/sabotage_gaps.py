@@ -126,8 +126,8 @@ VARIANTS = {
         NB,
         [
             (
-                "sizes = [min(batch_size, count - start) for start in range(0, count, batch_size)]",
-                "sizes = [batch_size] * (count // batch_size)",
+                "for batch in noise.split(batch_size)]",
+                "for batch in noise.split(batch_size)[: count // batch_size]]",
             )
         ],
         [
@@ -197,8 +197,8 @@ VARIANTS = {
         NB,
         [
             (
-                "        return epoch, metrics, fixed_noise.to(compute.device)",
-                "        return epoch, metrics, torch.randn_like(fixed_noise).to(compute.device)",
+                'return state["epoch"], state["metrics"], state["fixed_noise"].to(compute.device)',
+                'return state["epoch"], state["metrics"], torch.randn_like(state["fixed_noise"]).to(compute.device)',
             )
         ],
         [f"{RESUME}::test_resumed_notebook_run_is_bit_identical_to_a_straight_one"],
