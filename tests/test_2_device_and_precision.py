@@ -593,3 +593,22 @@ def test_the_compute_object_names_the_gpu_and_sets_cudnn_once(nb, make_config, m
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert nb.resolve_compute(make_config(DEVICE="auto", PRECISION="auto")).describe() == "mps:0 (MPS), fp32"
     assert configured == ["fp16"]  # cuDNN is left alone off CUDA
+
+
+@pytest.mark.parametrize("saved_fused, now_fused", [(False, True), (True, False)])
+def test_a_resumed_optimizer_keeps_this_runs_kernel_and_settings(nb, saved_fused, now_fused):
+    """A checkpoint from plain Adam resumed with fused Adam (a CPU run continued on CUDA), and the other way
+    round: the optimizer keeps this run's LR and kernel, and Adam's step counters sit where that kernel reads
+    them (fused: float32 on the weights' device), so the next step runs. Fused Adam also exists on the CPU."""
+    weights = [torch.nn.Parameter(torch.randn(3))]
+    saved = torch.optim.Adam(weights, lr=0.1, fused=saved_fused)
+    weights[0].grad = torch.ones(3)
+    saved.step()
+    optimizer = torch.optim.Adam(weights, lr=0.0003, fused=now_fused)
+    nb.load_optimizer(optimizer, saved.state_dict())
+    group = optimizer.param_groups[0]
+    assert (group["fused"], group["lr"]) == (now_fused, 0.0003)
+    step = optimizer.state[weights[0]]["step"]
+    assert step.item() == 1 and step.dtype == torch.float32 and step.device == weights[0].device
+    optimizer.step()
+    assert optimizer.state[weights[0]]["step"].item() == 2
