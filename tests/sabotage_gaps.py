@@ -93,6 +93,18 @@ VARIANTS = {
         [(" and path.is_file()]", "]")],
         [f"{DATA_INPUTS}::test_broken_and_looping_file_symlinks_are_skipped"],
     ),
+    "decode-holds-all": (
+        "every decoded image kept alive by the list of pending results until the last file is read",
+        NB,
+        [("decoded, decoding[index] = decoding[index], None", "decoded = decoding[index]")],
+        [f"{DATA}::test_decoding_keeps_one_copy_of_the_images"],
+    ),
+    "decode-ignores-stop": (
+        "a stop while decoding waits for every queued file",
+        NB,
+        [("pool.shutdown(cancel_futures=True)", "pool.shutdown()")],
+        [f"{DATA}::test_stopping_while_decoding_drops_the_files_still_queued"],
+    ),
     "seed-order": (
         "the epoch order seeded by the epoch alone",
         NB,
