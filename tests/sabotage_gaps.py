@@ -31,6 +31,7 @@ PRECISION = "tests/test_2_device_and_precision.py"
 DATA, DATA_INPUTS = "tests/test_3_data.py", "tests/test_3_data_inputs.py"
 STEP, EPOCH = "tests/test_6_training_step.py", "tests/test_6_epoch.py"
 RESUME, CHECKPOINTS = "tests/test_6_resume.py", "tests/test_6_checkpoints.py"
+INTERRUPTIONS, KEEP = "tests/test_6_interruptions.py", "tests/test_6_keep_the_past.py"
 SHARE, EVALUATE = "tests/test_8_generate_and_share.py", "tests/test_9_evaluate.py"
 LAYOUT = "tests/test_notebook_layout.py"
 # -rf: a FAILED line per failed test, to check that each named test failed
@@ -104,6 +105,31 @@ VARIANTS = {
         NB,
         [("pool.shutdown(cancel_futures=True)", "pool.shutdown()")],
         [f"{DATA}::test_stopping_while_decoding_drops_the_files_still_queued"],
+    ),
+    "scaler-kept": (
+        "the rewind keeps a gradient scaler stopped between its step() and update()",
+        NB,
+        [("    gan.scaler = torch.amp.GradScaler(device_type, enabled=gan.scaler.is_enabled())\n", "")],
+        [
+            f"{INTERRUPTIONS}::test_a_stop_between_the_fp16_scalers_step_and_update_leaves_the_next_run_working"
+        ],
+    ),
+    "draw-left-in-eval": (
+        "a stop while drawing leaves the generator in eval mode",
+        NB,
+        [
+            (
+                "    try:\n        images = generator.eval().forward(noise)\n    finally:",
+                "    images = generator.eval().forward(noise)\n    if True:",
+            )
+        ],
+        [f"{INTERRUPTIONS}::test_a_stop_while_drawing_leaves_the_generator_training"],
+    ),
+    "best-always-aside": (
+        "going back sets every best generator aside, even the one of the epoch gone back to",
+        NB,
+        [('json.loads(best.read_text())["epoch"] > epoch', "True")],
+        [f"{KEEP}::test_going_back_keeps_the_best_generator_unless_it_came_later"],
     ),
     "seed-order": (
         "the epoch order seeded by the epoch alone",

@@ -1,8 +1,9 @@
 """Section 6, "The training loop": an interrupted epoch is undone. A stop inside a training step (inside G's
 update, while D is frozen) leaves D trainable and the networks at the last checkpoint, and running the
-training cell again on the same objects ends bit-identical to a straight run; NaN losses stop training with
-advice and save nothing of their epoch, and NaN pixels are refused; running the training cell twice never
-repeats an epoch."""
+training cell again on the same objects ends bit-identical to a straight run; an fp16 gradient scaler stopped
+between its step() and update() does not break the next run; a stop while drawing leaves the generator
+training; NaN losses stop training with advice and save nothing of their epoch, and NaN pixels are refused;
+running the training cell twice never repeats an epoch."""
 
 import copy
 import json
@@ -78,6 +79,52 @@ def test_stop_inside_the_generator_update_then_run_the_cell_again(
     expected_state, expected_metrics = straight_run
     assert same_tensors(state_of(gan), expected_state)
     assert losses_only(metrics["epochs"]) == losses_only(expected_metrics["epochs"])
+
+
+def test_a_stop_between_the_fp16_scalers_step_and_update_leaves_the_next_run_working(
+    nb, default_parameters, tiny_images, tmp_path, monkeypatch
+):
+    """fp16, what "auto" picks on a T4: a stop inside G's update comes after the gradient scaler stepped D's
+    optimizer and before its update(). Running the cell again trains every epoch. Catches a rewind that keeps
+    that scaler, which then refuses every later step ("step() has already been called since the last
+    update()") until the GAN is built anew. The scaler runs on the CPU here, on fp32 losses: its bookkeeping
+    is the same."""
+    config = tiny_config(nb, default_parameters, tmp_path / "run", PRECISION="fp32")
+    hardware = cpu_hardware(nb, "fp32")
+    paths = nb.make_run_folder(config.run_dir)
+    gan = nb.build_gan(config, hardware)
+    gan.scaler = torch.amp.GradScaler("cpu", enabled=True)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, hardware)
+    real_loss, calls = nb.generator_loss, []
+
+    def stopping_loss(logits):
+        calls.append(1)
+        if len(calls) == 3:  # in epoch 1, after D's step of that training step
+            raise KeyboardInterrupt
+        return real_loss(logits)
+
+    monkeypatch.setattr(nb, "generator_loss", stopping_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train_epochs(nb, gan, tiny_images, metrics, fixed_noise, config, hardware, paths)
+    monkeypatch.setattr(nb, "generator_loss", real_loss)
+    train_epochs(nb, gan, tiny_images, metrics, fixed_noise, config, hardware, paths)  # the cell, run again
+    assert [row["epoch"] for row in metrics["epochs"]] == list(range(1, config.epochs + 1))
+    assert gan.scaler.is_enabled() and nb.read_checkpoint(paths.checkpoint)["scaler"]
+
+
+def test_a_stop_while_drawing_leaves_the_generator_training(nb):
+    """A stop (or running out of memory) inside draw's forward pass: the generator is back in training mode.
+    Catches draw leaving it in eval mode: with EMA_DECAY 0 the generator that draws is the one that trains,
+    and it would train on with batch norm's running statistics, unlike a straight run."""
+
+    class Stops(torch.nn.Module):
+        def forward(self, images):
+            raise KeyboardInterrupt
+
+    generator = torch.nn.Sequential(nb.build_generator(16, 8, 32), Stops())
+    with pytest.raises(KeyboardInterrupt):
+        nb.draw(generator, torch.randn(4, 16, 1, 1))
+    assert all(module.training for module in generator.modules())
 
 
 def test_frozen_restores_gradients_when_the_block_fails(nb):

@@ -1,8 +1,9 @@
 """Section 6, "The training loop", its cell "Keep the past": a checkpoint kept every KEEP_EVERY epochs;
 RESUME_FROM_EPOCH going back to one (continuing exactly as the straight run, setting what came after aside in
-abandoned/ and deleting nothing, not going back twice, saying which epochs were kept, needing RESUME); and the
-best generator by FID, exported with its epoch (in-process, and end to end through the notebook's cells with
-a stand-in torch-fidelity, conftest.resume_chain)."""
+abandoned/ and deleting nothing, keeping the best generator unless it came later, not going back twice,
+saying which epochs were kept, needing RESUME); and the best generator by FID, exported with its epoch
+(in-process, and end to end through the notebook's cells with a stand-in torch-fidelity,
+conftest.resume_chain)."""
 
 from pathlib import Path
 
@@ -88,6 +89,22 @@ def test_running_again_with_the_same_resume_from_epoch_does_not_go_back_twice(
     assert "already went back to epoch 1" in capsys.readouterr().out
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]
     assert [path.name for path in (paths.root / "abandoned").iterdir()] == ["after_epoch_001"]
+
+
+@pytest.mark.parametrize(("best_epoch", "stays"), [(2, True), (3, False)], ids=["best-then", "best-later"])
+def test_going_back_keeps_the_best_generator_unless_it_came_later(
+    nb, default_parameters, tiny_images, tmp_path, best_epoch, stays
+):
+    """ "Getting worse" advises going back to the best epoch: that epoch's best_generator.* stays in the run,
+    where the advice and the results zip find it; one from after the epoch gone back to is set aside with the
+    rest. Catches every best generator moved to abandoned/ whatever its epoch."""
+    gan, _, paths = run(nb, default_parameters, tiny_images, tmp_path / "run", EPOCHS=3, KEEP_EVERY=1)
+    config = tiny_config(nb, default_parameters, tmp_path / "run", EPOCHS=3)
+    nb.export_generator(gan.generator, config, paths.root, "best_generator", {"epoch": best_epoch})
+    run(nb, default_parameters, tiny_images, tmp_path / "run", EPOCHS=3, KEEP_EVERY=1, RESUME_FROM_EPOCH=2)
+    aside = paths.root / "abandoned" / "after_epoch_002"
+    for name in ("best_generator.safetensors", "best_generator.json"):
+        assert (paths.root / name).exists() == stays and (aside / name).exists() != stays
 
 
 def test_going_back_to_an_epoch_that_was_not_kept_says_which_were(
