@@ -32,6 +32,7 @@ DATA, DATA_INPUTS = "tests/test_3_data.py", "tests/test_3_data_inputs.py"
 STEP, EPOCH = "tests/test_6_training_step.py", "tests/test_6_epoch.py"
 RESUME, CHECKPOINTS = "tests/test_6_resume.py", "tests/test_6_checkpoints.py"
 INTERRUPTIONS, KEEP = "tests/test_6_interruptions.py", "tests/test_6_keep_the_past.py"
+HEALTH = "tests/test_6_health.py"
 SHARE, EVALUATE = "tests/test_8_generate_and_share.py", "tests/test_9_evaluate.py"
 LAYOUT = "tests/test_notebook_layout.py"
 # -rf: a FAILED line per failed test, to check that each named test failed
@@ -130,6 +131,124 @@ VARIANTS = {
         NB,
         [('json.loads(best.read_text())["epoch"] > epoch', "True")],
         [f"{KEEP}::test_going_back_keeps_the_best_generator_unless_it_came_later"],
+    ),
+    "go-back-to-latest": (
+        "going back writes the latest checkpoint back instead of the kept one",
+        NB,
+        [("    state = read_checkpoint(kept)\n", "    state = read_checkpoint(paths.checkpoint)\n")],
+        [f"{KEEP}::test_going_back_continues_exactly_as_the_straight_run_and_deletes_nothing"],
+    ),
+    "best-every-epoch": (
+        "the generator exported as the best one after every FID, better or not",
+        NB,
+        [
+            (
+                '    if best["epoch"] == epoch:\n        export_generator',
+                "    if True:\n        export_generator",
+            )
+        ],
+        [f"{KEEP}::test_the_best_generator_by_fid_is_exported_with_its_epoch"],
+    ),
+    "share-raw": (
+        "the raw generator exported and shared instead of the EMA one that drew the samples (end to end)",
+        NB,
+        [
+            (
+                "export_generator(gan.drawing_generator, config, paths.root)",
+                "export_generator(gan.generator, config, paths.root)",
+            ),
+            (
+                'write_hub_folder(paths.root / "hub", gan.drawing_generator,',
+                'write_hub_folder(paths.root / "hub", gan.generator,',
+            ),
+        ],
+        [f"{SHARE}::test_every_run_writes_the_hub_folder_and_zips_it"],
+    ),
+    "card-any-fid": (
+        "the model card states the last FID row of any generator",
+        NB,
+        [
+            (
+                'if scores := [row for row in metrics["fid"] if row["generator"] == generator_name]:',
+                'if scores := metrics["fid"]:',
+            )
+        ],
+        [f"{SHARE}::test_card_figures_are_the_runs_own"],
+    ),
+    "advice-unprinted": (
+        "an unhealthy verdict's advice never printed after its epoch",
+        NB,
+        [('+ ("" if verdict in CALM else f" {advice}"))', ")")],
+        [f"{HEALTH}::test_an_unhealthy_verdict_is_printed_and_red_and_a_healthy_one_stays_quiet"],
+    ),
+    "advice-colours": (
+        "the verdict's colours swapped: healthy in red, unhealthy in green",
+        NB,
+        [
+            (
+                'color="tab:green" if verdict in CALM else "tab:red"',
+                'color="tab:red" if verdict in CALM else "tab:green"',
+            )
+        ],
+        [f"{HEALTH}::test_an_unhealthy_verdict_is_printed_and_red_and_a_healthy_one_stays_quiet"],
+    ),
+    "fid-trend-of-two": (
+        "getting worse called on two FID measurements",
+        NB,
+        [('"getting worse": len(fids) >= 3 and ', '"getting worse": len(fids) >= 2 and ')],
+        [f"{HEALTH}::test_rising_fid_is_getting_worse_and_a_wobble_is_not"],
+    ),
+    "cache-key-no-bytes": (
+        "the cache key of names and sizes only, never the images' bytes",
+        NB,
+        [('{path.stat().st_size}|".encode() + content)', '{path.stat().st_size}|".encode())')],
+        [f"{DATA}::test_changing_one_images_bytes_misses_the_cache"],
+    ),
+    "no-autocast": (
+        "train_step's first forward passes without autocast (bf16 silently trains in fp32 there)",
+        NB,
+        [
+            (
+                "    with compute.autocast():\n        fake = gan.generator(noise)",
+                "    with nullcontext():\n        fake = gan.generator(noise)",
+            )
+        ],
+        [f"{STEP}::test_the_step_computes_in_the_chosen_number_format"],
+    ),
+    "precision-vs-asked": (
+        "a resume compares what ran with the PRECISION asked for (every 'auto' resume claims a change)",
+        NB,
+        [('if ran["precision"] != compute.precision:', 'if ran["precision"] != config.precision:')],
+        [f"{PRECISION}::test_a_resumed_run_says_its_precision_changed"],
+    ),
+    "stale-networks": (
+        "the training cell takes networks built for other parameters",
+        NB,
+        [("    check_networks_fit(gan, config)\n    if config.resume", "    if config.resume")],
+        [f"{INTERRUPTIONS}::test_networks_older_than_the_parameters_stop_the_training_cell"],
+    ),
+    "stale-images": (
+        "the keeper takes images decoded at another IMAGE_SIZE",
+        NB,
+        [("            images.shape[1] == config.image_size,\n", "            True,\n")],
+        [f"{INTERRUPTIONS}::test_images_older_than_the_parameters_stop_the_training_cell"],
+    ),
+    "no-train-longer-hint": (
+        "a finished run run again says nothing about how to train longer",
+        NB,
+        [('print(f"All {config.epochs} epochs are trained.', 'print(f"All {config.epochs} epochs are done.')],
+        [f"{INTERRUPTIONS}::test_running_the_training_cell_twice_never_repeats_an_epoch"],
+    ),
+    "kaggle-secret-ignored": (
+        "a Kaggle secret HF_TOKEN ignored",
+        NB,
+        [
+            (
+                'importlib.import_module("kaggle_secrets").UserSecretsClient()',
+                'importlib.import_module("kaggle_secretz").UserSecretsClient()',
+            )
+        ],
+        [f"{SHARE}::test_push_reads_the_token_from_a_colab_or_kaggle_secret"],
     ),
     "seed-order": (
         "the epoch order seeded by the epoch alone",

@@ -189,16 +189,52 @@ def test_nan_pixels_from_the_generator_are_refused(nb, tmp_path):
 
 
 def test_running_the_training_cell_twice_never_repeats_an_epoch(
-    nb, default_parameters, tiny_images, tmp_path
+    nb, default_parameters, tiny_images, tmp_path, capsys
 ):
-    """train() starts after the last epoch in metrics, so re-running the cell cannot retrain or overwrite epochs."""
+    """train() starts after the last epoch in metrics, so re-running the cell cannot retrain or overwrite epochs,
+    and says how to train longer; with EPOCHS raised it trains the new epochs only."""
     hardware = cpu_hardware(nb, "fp32")
     config = tiny_config(nb, default_parameters, tmp_path / "run", PRECISION="fp32", EPOCHS=2)
     gan, metrics, paths = train_run(nb, config, hardware, tiny_images)
     checkpoint = paths.checkpoint.read_bytes()
     fixed_noise = nb.read_checkpoint(paths.checkpoint)["fixed_noise"]
+    capsys.readouterr()
     train_epochs(nb, gan, tiny_images, metrics, fixed_noise, config, hardware, paths)
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
     assert paths.checkpoint.read_bytes() == checkpoint
+    assert "All 2 epochs are trained. To train longer, raise EPOCHS;" in capsys.readouterr().out
     train_epochs(nb, gan, tiny_images, metrics, fixed_noise, replace(config, epochs=3), hardware, paths)
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]
+    assert "epochs are trained" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "change", [dict(IMAGE_SIZE=64), dict(G_WIDTH=16), dict(LATENT_DIM=8), dict(D_WIDTH=4)]
+)
+def test_networks_older_than_the_parameters_stop_the_training_cell(nb, default_parameters, tmp_path, change):
+    """A parameter that shapes the networks changed and 'Check every value' run again, but not the cell that
+    builds the GAN: the training cell stops before it writes anything, and says which cells to run. Catches
+    a new run that saves the old networks as epoch 0 under the new settings (no later run could resume it)."""
+    hardware = cpu_hardware(nb, "fp32")
+    gan = nb.build_gan(tiny_config(nb, default_parameters, tmp_path / "old"), hardware)
+    config = tiny_config(nb, default_parameters, tmp_path / "run", **change)
+    paths = nb.make_run_folder(config.run_dir)
+    with pytest.raises(nb.ConfigError, match="networks are older than the parameters: .*'Check every value'"):
+        nb.start_or_resume(gan, paths, config, hardware)
+    assert not [path for path in paths.root.rglob("*") if path.is_file()]
+
+
+def test_images_older_than_the_parameters_stop_the_training_cell(
+    nb, default_parameters, tiny_images, tmp_path
+):
+    """IMAGE_SIZE changed, the GAN built again, but the images not decoded again: the keeper stops before the
+    first checkpoint. Catches 64 px networks trained on 32 px batches."""
+    hardware = cpu_hardware(nb, "fp32")
+    config = tiny_config(nb, default_parameters, tmp_path / "run", IMAGE_SIZE=64)
+    paths = nb.make_run_folder(config.run_dir)
+    gan = nb.build_gan(config, hardware)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, hardware)
+    assert tiny_images.shape[1] == 32
+    with pytest.raises(nb.ConfigError, match="images are older than the parameters"):
+        nb.RunKeeper(gan, metrics, fixed_noise, config, hardware, paths, tiny_images)
+    assert not paths.checkpoint.exists()

@@ -10,6 +10,8 @@ import json
 import math
 import os
 import re
+import sys
+import types
 import zipfile
 
 import numpy as np
@@ -267,7 +269,8 @@ def test_hub_folder_holds_what_the_hub_expects(shared):
 
 
 def test_card_figures_are_the_runs_own(shared, nb):
-    """Catches: a card that states fixed or wrong figures (images seen, epochs, time, FID and its protocol)."""
+    """Catches: a card that states fixed or wrong figures (images seen, epochs, time, FID and its protocol), or
+    the FID of another generator or epoch than the one whose weights it shares."""
     config, _, metrics, folder = shared
     card = (folder / "README.md").read_text()
     assert f"{8 * config.batch_size:,}, batches of {config.batch_size}" in card  # 2 epochs of 4 steps
@@ -276,6 +279,11 @@ def test_card_figures_are_the_runs_own(shared, nb):
     assert "cpu (CPU), fp32" in card
     no_fid = nb.model_card(config, cpu_hardware(nb), {**metrics, "fid": []}, 64, "ema")
     assert "FID and KID were not measured" in no_fid
+    # As section 9 records them: the EMA generator's rows, then the raw one's; the card is the EMA weights'
+    ema_row = metrics["fid"][0]
+    rows = [{**ema_row, "epoch": 1, "fid": 200.0}, ema_row, {**ema_row, "generator": "raw", "fid": 150.0}]
+    mixed = nb.model_card(config, cpu_hardware(nb), {**metrics, "fid": rows}, 64, "ema")
+    assert "FID 123.5" in mixed and "FID 150.0" not in mixed and "FID 200.0" not in mixed
 
 
 def test_card_for_your_own_images_claims_no_license(nb, make_config, faces_dir):
@@ -375,6 +383,28 @@ def test_push_without_a_token_says_how_to_get_one(shared, nb, fake_hub, monkeypa
     assert "no Hugging Face token" in capsys.readouterr().out and fake_hub.calls == []
 
 
+@pytest.mark.parametrize("notebook_host", ["colab", "kaggle"])
+def test_push_reads_the_token_from_a_colab_or_kaggle_secret(shared, nb, fake_hub, monkeypatch, notebook_host):
+    """A secret named HF_TOKEN (stand-ins for google.colab.userdata and kaggle_secrets), no HF_TOKEN in the
+    environment and no login: the push uses the secret. Catches the secret of either host ignored."""
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    secrets = {"HF_TOKEN": "secret-" + FAKE_TOKEN}
+    if notebook_host == "colab":
+        userdata = types.ModuleType("google.colab.userdata")
+        userdata.get = secrets.__getitem__
+        monkeypatch.setitem(sys.modules, "google.colab.userdata", userdata)
+    else:
+        kaggle_secrets = types.ModuleType("kaggle_secrets")
+        kaggle_secrets.UserSecretsClient = lambda: types.SimpleNamespace(get_secret=secrets.__getitem__)
+        monkeypatch.setitem(sys.modules, "kaggle_secrets", kaggle_secrets)
+    assert nb.push_to_hub(shared[3], "someone/anime-dcgan", private=True)
+    (_, _, create), (_, _, upload) = fake_hub.calls
+    assert create["token"] == upload["token"] == secrets["HF_TOKEN"]
+
+
 def test_push_without_huggingface_hub_names_the_install(shared, nb, monkeypatch, capsys):
     """Catches: an ImportError out of the push when the optional package is missing."""
     find_spec = nb.importlib.util.find_spec
@@ -393,11 +423,22 @@ def test_hub_repo_names_are_checked_with_the_parameters(make_config, nb):
 
 
 def test_every_run_writes_the_hub_folder_and_zips_it(report_run):
-    """End to end: the headless run wrote hub/ with its card, loaded it back, and zipped it."""
+    """End to end: the headless run wrote hub/ with its card and the EMA generator's weights (as
+    generator.safetensors too), loaded it back, and zipped it. Catches the raw generator exported instead."""
     import zipfile
+
+    from safetensors.torch import load_file
 
     hub = report_run.run / "hub"
     assert {path.name for path in hub.iterdir()} == HUB_FILES
+    # The weights shared are the EMA generator's (which drew the samples), not the raw generator's
+    checkpoint = torch.load(report_run.run / "checkpoints" / "checkpoint.pt", weights_only=True)
+    for path in (hub / "model.safetensors", report_run.run / "generator.safetensors"):
+        shared = load_file(path)
+        assert all(
+            torch.equal(tensor, checkpoint["ema"][f"module.{name}"]) for name, tensor in shared.items()
+        )
+        assert not all(torch.equal(tensor, checkpoint["generator"][name]) for name, tensor in shared.items())
     metrics = json.loads((report_run.run / "metrics.json").read_text())
     seen = sum(row["steps"] for row in metrics["epochs"]) * 2  # BATCH_SIZE 2
     assert f"| Images seen | {seen:,}, batches of 2 |" in (hub / "README.md").read_text()
