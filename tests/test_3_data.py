@@ -75,13 +75,19 @@ def test_a_copy_of_the_folder_elsewhere_hits_the_cache(nb, folder, tmp_path, dec
 
 
 def test_changing_one_images_bytes_misses_the_cache(nb, folder, tmp_path, decode_counter):
+    """One pixel of a BMP changed (the same size on disk) under the old modification time: a miss. Catches a
+    key of names, sizes and times that never reads the bytes."""
+    png = sorted(folder.rglob("*.png"))[5]
+    victim = png.with_suffix(".bmp")
+    Image.open(png).save(victim)
+    png.unlink()
     first = prepare(nb, folder, tmp_path / "cache")
-    victim = sorted(folder.rglob("*.png"))[5]
     stat = victim.stat()
     pixels = np.asarray(Image.open(victim)).copy()
-    pixels[0, 0] = 255 - pixels[0, 0]  # one pixel, same format, same size on disk or not: content differs
+    pixels[0, 0] = 255 - pixels[0, 0]
     Image.fromarray(pixels).save(victim)
-    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even with the old modification time
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert victim.stat().st_size == stat.st_size  # only the content differs
     second = prepare(nb, folder, tmp_path / "cache")
     assert decode_counter == [24, 24] and second.key != first.key
 

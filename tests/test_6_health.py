@@ -18,6 +18,7 @@ import copy
 import math
 import types
 
+import matplotlib.colors
 import pytest
 import torch
 from conftest import SHARED_FACES, one_epoch, run, tiny_config, train_epochs, write_faces
@@ -119,7 +120,7 @@ def test_rising_fid_is_getting_worse_and_a_wobble_is_not(nb):
 
     assert verdict([300, 250, 290]) == "getting worse"  # 290 > 1.1 x 250
     assert verdict([300, 250, 270]) == "healthy"  # within 10 % of the best
-    assert verdict([300, 290]) == "healthy"  # too few measurements to call a trend
+    assert verdict([250, 300]) == "healthy"  # a rise, but too few measurements to call a trend
 
 
 def test_variety_is_zero_for_copies_and_grows_with_difference(nb):
@@ -149,6 +150,37 @@ def test_the_verdict_reaches_metrics_the_figure_and_the_report(
     assert "Epoch 2/2 took" in printed and "Healthy" not in printed  # a healthy run prints no verdict
     saved = nb.read_checkpoint(paths.checkpoint)["metrics"]["health"]
     assert saved == metrics["health"]
+
+
+def test_an_unhealthy_verdict_is_printed_and_red_and_a_healthy_one_stays_quiet(
+    nb, default_parameters, tiny_images, tmp_path, capsys, monkeypatch
+):
+    """The keeper given two verdicts: "discriminator wins" after epoch 1, "healthy" after epoch 2. The first
+    one's advice ends epoch 1's line and titles its figure in red; the second titles its figure in green and
+    prints nothing. Catches advice never printed, printed for healthy epochs too, or the colours swapped."""
+    config = tiny_config(nb, default_parameters, tmp_path / "run", EPOCHS=2, PRECISION="fp32")
+    hardware = nb.choose_compute(CPU, "fp32")
+    paths = nb.make_run_folder(config.run_dir)
+    gan = nb.build_gan(config, hardware)
+    _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, hardware)
+    measures = {"fooled": 0.0, "certain": 0.9, "variety": 0.5}
+    verdicts = iter(
+        [("discriminator wins", "ADVICE: D WINS", measures), ("healthy", "ADVICE: ALL WELL", measures)]
+    )
+    monkeypatch.setattr(nb, "check_health", lambda *inputs: next(verdicts))
+    shown = []
+    view = types.SimpleNamespace(live=False, show=lambda figure, kind, epoch=None: shown.append(figure))
+    train_epochs(nb, gan, tiny_images, metrics, fixed_noise, config, hardware, paths, view=view)
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("Epoch 1/2 took") and line.endswith("ADVICE: D WINS") for line in lines)
+    assert not any("ALL WELL" in line for line in lines)
+    titles = [figure._suptitle for figure in shown if figure._suptitle is not None]
+    for figure in shown:
+        nb.plt.close(figure)
+    assert [title.get_text() for title in titles] == ["ADVICE: D WINS", "ADVICE: ALL WELL"]
+    assert [matplotlib.colors.same_color(title.get_color(), "tab:red") for title in titles] == [True, False]
+    assert matplotlib.colors.same_color(titles[1].get_color(), "tab:green")
+    assert [row["verdict"] for row in metrics["health"]] == ["discriminator wins", "healthy"]
 
 
 def test_a_checkpoint_from_before_the_health_check_resumes(nb, default_parameters, tiny_images, tmp_path):

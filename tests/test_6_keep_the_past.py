@@ -27,7 +27,7 @@ def test_going_back_continues_exactly_as_the_straight_run_and_deletes_nothing(
     straight, straight_metrics, _ = run(
         nb, default_parameters, tiny_images, tmp_path / "a", EPOCHS=3, KEEP_EVERY=1
     )
-    run(nb, default_parameters, tiny_images, tmp_path / "b", EPOCHS=3, KEEP_EVERY=1)
+    run(nb, default_parameters, tiny_images, tmp_path / "b", EPOCHS=4, KEEP_EVERY=1)  # one epoch further
     abandoned_weights = nb.read_checkpoint(tmp_path / "b" / "checkpoints" / "checkpoint.pt")["generator"]
     back, metrics, paths = run(
         nb, default_parameters, tiny_images, tmp_path / "b", EPOCHS=3, KEEP_EVERY=1, RESUME_FROM_EPOCH=1
@@ -46,12 +46,16 @@ def test_going_back_continues_exactly_as_the_straight_run_and_deletes_nothing(
         "checkpoints/checkpoint.pt",
         "checkpoints/epoch_002.pt",
         "checkpoints/epoch_003.pt",
+        "checkpoints/epoch_004.pt",
         "metrics.json",
         "samples/epoch_002.png",
         "samples/epoch_003.png",
+        "samples/epoch_004.png",
     ]
+    assert sorted(path.name for path in paths.samples.iterdir()) == [f"epoch_00{n}.png" for n in (1, 2, 3)]
+    assert nb.read_checkpoint(paths.checkpoint)["epoch"] == 3  # epochs 2 and 3 trained again from epoch 1
     old = nb.read_checkpoint(aside / "checkpoints" / "checkpoint.pt")
-    assert old["epoch"] == 3 and all(
+    assert old["epoch"] == 4 and all(
         torch.equal(old["generator"][k], v) for k, v in abandoned_weights.items()
     )
 
@@ -136,14 +140,15 @@ def test_the_best_generator_by_fid_is_exported_with_its_epoch(nb, make_config, t
 
     assert measured(1, 300.0) and measured(2, 250.0)
     best = (tmp_path / "best_generator.safetensors").read_bytes()
+    epoch_2_weights = {name: tensor.clone() for name, tensor in generator.state_dict().items()}
+    with torch.no_grad():
+        generator[0].weight.add_(1.0)  # epoch 3's generator differs
     assert not measured(3, 260.0)  # worse: the best stays epoch 2's
     assert (tmp_path / "best_generator.safetensors").read_bytes() == best
     spec = nb.json.loads((tmp_path / "best_generator.json").read_text())
     assert spec["epoch"] == 2 and spec["fid"] == 250.0 and spec["latent_dim"] == TINY["LATENT_DIM"]
     reloaded, _ = nb.load_generator(tmp_path / "best_generator.safetensors", tmp_path / "best_generator.json")
-    assert all(
-        torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), generator.state_dict().values())
-    )
+    assert all(torch.equal(reloaded.state_dict()[name], tensor) for name, tensor in epoch_2_weights.items())
 
 
 def test_e2e_the_best_generator_by_fid_is_exported_zipped_and_health_recorded(resume_chain):

@@ -84,6 +84,21 @@ def test_train_step_changes_both_networks_and_leaves_discriminator_trainable(nb,
     assert all(p.requires_grad for p in gan.discriminator.parameters())
 
 
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_the_step_computes_in_the_chosen_number_format(nb, make_config, decoded, precision, dtype):
+    """D's logits in all three of its forward passes come out in the run's number format. Catches a
+    train_step that lost its autocast: bf16 (and a T4's fp16) would then silently train in fp32."""
+    _, images = decoded
+    config = make_config(BATCH_SIZE=8)
+    compute = nb.Compute(torch.device("cpu"), precision, channels_last=False)
+    gan = nb.build_gan(config, compute)
+    seen = []
+    gan.discriminator.register_forward_hook(lambda module, inputs, logits: seen.append(logits.dtype))
+    real = nb.real_batch(images, torch.arange(8), False, None, torch.device("cpu"))
+    nb.train_step(gan, real, torch.randn(8, config.latent_dim, 1, 1), compute)
+    assert seen == [dtype] * 3
+
+
 # ---------------------------------------------------------------------------------------------------------
 # EMA
 
