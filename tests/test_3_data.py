@@ -173,6 +173,7 @@ def test_decoding_keeps_one_copy_of_the_images(nb, tmp_path, monkeypatch):
     keeping every decoded image alive until the last file is read."""
     calls = []
     monkeypatch.setattr(nb, "load_image", slow_fake_decoder(calls))
+    monkeypatch.setattr(nb.os, "cpu_count", lambda: 2)  # two decoding threads, whatever the machine has
     files = [tmp_path / f"face_{index:03d}.png" for index in range(400)]
     tracemalloc.start()
     try:
@@ -198,6 +199,7 @@ def test_stopping_while_decoding_drops_the_files_still_queued(nb, tmp_path, monk
             yield item
 
     monkeypatch.setattr(nb, "progress", stopped_after_five)
+    monkeypatch.setattr(nb.os, "cpu_count", lambda: 2)  # two decoding threads, whatever the machine has
     files = [tmp_path / f"face_{index:03d}.png" for index in range(400)]
     with pytest.raises(KeyboardInterrupt):
         nb.decode_images(files, 32)

@@ -219,7 +219,10 @@ def test_networks_older_than_the_parameters_stop_the_training_cell(nb, default_p
     gan = nb.build_gan(tiny_config(nb, default_parameters, tmp_path / "old"), hardware)
     config = tiny_config(nb, default_parameters, tmp_path / "run", **change)
     paths = nb.make_run_folder(config.run_dir)
-    with pytest.raises(nb.ConfigError, match="networks are older than the parameters: .*'Check every value'"):
+    with pytest.raises(
+        nb.ConfigError,
+        match="networks are older than the parameters: .*its form and every cell below the forms",
+    ):
         nb.start_or_resume(gan, paths, config, hardware)
     assert not [path for path in paths.root.rglob("*") if path.is_file()]
 

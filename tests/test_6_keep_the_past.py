@@ -95,16 +95,23 @@ def test_running_again_with_the_same_resume_from_epoch_does_not_go_back_twice(
     assert [path.name for path in (paths.root / "abandoned").iterdir()] == ["after_epoch_001"]
 
 
-@pytest.mark.parametrize(("best_epoch", "stays"), [(2, True), (3, False)], ids=["best-then", "best-later"])
+@pytest.mark.parametrize(
+    ("best_epoch", "stays"),
+    [(2, True), (3, False), (None, False)],
+    ids=["best-then", "best-later", "damaged"],
+)
 def test_going_back_keeps_the_best_generator_unless_it_came_later(
     nb, default_parameters, tiny_images, tmp_path, best_epoch, stays
 ):
     """ "Getting worse" advises going back to the best epoch: that epoch's best_generator.* stays in the run,
     where the advice and the results zip find it; one from after the epoch gone back to is set aside with the
-    rest. Catches every best generator moved to abandoned/ whatever its epoch."""
+    rest, as is one whose epoch cannot be read. Catches every best generator moved to abandoned/ whatever its
+    epoch, and a damaged best_generator.json stopping the way back."""
     gan, _, paths = run(nb, default_parameters, tiny_images, tmp_path / "run", EPOCHS=3, KEEP_EVERY=1)
     config = tiny_config(nb, default_parameters, tmp_path / "run", EPOCHS=3)
     nb.export_generator(gan.generator, config, paths.root, "best_generator", {"epoch": best_epoch})
+    if best_epoch is None:  # a damaged best_generator.json: set aside with the rest, and no crash
+        (paths.root / "best_generator.json").write_text("{")
     run(nb, default_parameters, tiny_images, tmp_path / "run", EPOCHS=3, KEEP_EVERY=1, RESUME_FROM_EPOCH=2)
     aside = paths.root / "abandoned" / "after_epoch_002"
     for name in ("best_generator.safetensors", "best_generator.json"):
