@@ -250,6 +250,17 @@ VARIANTS = {
         ],
         [f"{SHARE}::test_push_reads_the_token_from_a_colab_or_kaggle_secret"],
     ),
+    "resume-restarts": (
+        "a resumed run trains every epoch again from the first (end to end)",
+        NB,
+        [
+            (
+                'self.first_epoch = metrics["epochs"][-1]["epoch"] + 1 if metrics["epochs"] else 1',
+                "self.first_epoch = 1",
+            )
+        ],
+        [f"{RESUME}::test_resume_continues_instead_of_restarting"],
+    ),
     "seed-order": (
         "the epoch order seeded by the epoch alone",
         NB,
