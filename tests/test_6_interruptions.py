@@ -43,6 +43,25 @@ def losses_only(metrics):
     return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")} for row in metrics]
 
 
+def stop_inside_the_generator_update(nb, monkeypatch, gan, stop_at_call, training):
+    """The training cell (train_epochs(nb, gan, *training)) stopped by a KeyboardInterrupt inside the
+    stop_at_call-th generator loss, as a user pressing stop there. True if D was frozen at that moment."""
+    real_loss, calls, frozen = nb.generator_loss, [], []
+
+    def stopping_loss(logits):
+        calls.append(1)
+        if len(calls) == stop_at_call:
+            frozen.append(not any(p.requires_grad for p in gan.discriminator.parameters()))
+            raise KeyboardInterrupt
+        return real_loss(logits)
+
+    monkeypatch.setattr(nb, "generator_loss", stopping_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train_epochs(nb, gan, *training)
+    monkeypatch.setattr(nb, "generator_loss", real_loss)
+    return frozen == [True]
+
+
 @pytest.mark.parametrize("stop_at_call", [3, 7], ids=["epoch-1", "epoch-2"])
 def test_stop_inside_the_generator_update_then_run_the_cell_again(
     nb, default_parameters, tiny_images, straight_run, tmp_path, monkeypatch, stop_at_call
@@ -55,21 +74,11 @@ def test_stop_inside_the_generator_update_then_run_the_cell_again(
     paths = nb.make_run_folder(config.run_dir)
     gan = nb.build_gan(config, hardware)
     _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, nb.choose_compute(CPU, "fp32"))
-    real_loss, calls, frozen_during_stop = nb.generator_loss, [], []
-
-    def stopping_loss(logits):
-        calls.append(1)
-        if len(calls) == stop_at_call:  # 4 steps an epoch: call 3 is in epoch 1, call 7 in epoch 2
-            frozen_during_stop.append(not any(p.requires_grad for p in gan.discriminator.parameters()))
-            raise KeyboardInterrupt
-        return real_loss(logits)
-
-    monkeypatch.setattr(nb, "generator_loss", stopping_loss)
-    with pytest.raises(KeyboardInterrupt):
-        train_epochs(nb, gan, tiny_images, metrics, fixed_noise, config, hardware, paths)
-    monkeypatch.setattr(nb, "generator_loss", real_loss)
-
-    assert frozen_during_stop == [True]  # the stop really came while D was frozen
+    training = (tiny_images, metrics, fixed_noise, config, hardware, paths)
+    # 4 steps an epoch: call 3 is in epoch 1, call 7 in epoch 2
+    assert stop_inside_the_generator_update(
+        nb, monkeypatch, gan, stop_at_call, training
+    )  # while D was frozen
     assert all(p.requires_grad for p in gan.discriminator.parameters())
     checkpoint = nb.read_checkpoint(paths.checkpoint)
     assert same_tensors(state_of(gan), {k: checkpoint[k] for k in ("generator", "discriminator")})
@@ -95,18 +104,8 @@ def test_a_stop_between_the_fp16_scalers_step_and_update_leaves_the_next_run_wor
     gan = nb.build_gan(config, hardware)
     gan.scaler = torch.amp.GradScaler("cpu", enabled=True)
     _, metrics, fixed_noise = nb.start_or_resume(gan, paths, config, hardware)
-    real_loss, calls = nb.generator_loss, []
-
-    def stopping_loss(logits):
-        calls.append(1)
-        if len(calls) == 3:  # in epoch 1, after D's step of that training step
-            raise KeyboardInterrupt
-        return real_loss(logits)
-
-    monkeypatch.setattr(nb, "generator_loss", stopping_loss)
-    with pytest.raises(KeyboardInterrupt):
-        train_epochs(nb, gan, tiny_images, metrics, fixed_noise, config, hardware, paths)
-    monkeypatch.setattr(nb, "generator_loss", real_loss)
+    training = (tiny_images, metrics, fixed_noise, config, hardware, paths)
+    stop_inside_the_generator_update(nb, monkeypatch, gan, 3, training)  # in epoch 1, after D's step
     train_epochs(nb, gan, tiny_images, metrics, fixed_noise, config, hardware, paths)  # the cell, run again
     assert [row["epoch"] for row in metrics["epochs"]] == list(range(1, config.epochs + 1))
     assert gan.scaler.is_enabled() and nb.read_checkpoint(paths.checkpoint)["scaler"]
