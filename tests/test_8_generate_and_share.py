@@ -55,6 +55,27 @@ def test_pixel_distance_is_the_rms_difference_on_the_0_255_scale(nb):
     assert distances[0].tolist() == pytest.approx([math.sqrt(1600 / 48), math.sqrt((47 * 100 + 900) / 48)])
 
 
+def test_copy_verdict_measures_real_faces_against_their_nearest_other_image_sharp_and_blurred(nb):
+    """The two yardsticks are the median distance of the first faces, and of the same blurred, to their nearest
+    training image other than their own original; a new face far under them is a suspected copy. Catches a
+    yardstick that counts a face's distance to itself (0), or one taken from the wrong set of faces."""
+    images = np.random.default_rng(3).integers(0, 256, size=(40, 16, 16, 3), dtype=np.uint8)
+    first = torch.from_numpy(images[:8]).permute(0, 3, 1, 2)
+
+    def nearest_other(faces):
+        distances = nb.pixel_distances(faces, images)
+        distances[torch.arange(len(faces)), torch.arange(len(faces))] = math.inf  # not its own original
+        return distances.min(dim=1).values.median().item()
+
+    sharp, soft = nearest_other(first), nearest_other(nb.blurred(first, 1.0))
+    far = torch.tensor([sharp, sharp * 1.1])  # new faces as far from the data as real faces are
+    verdict = nb.copy_verdict(far, first, images, 1.0)
+    assert f"real faces {sharp:.1f} from their nearest other one, blurred real faces {soft:.1f}" in verdict
+    assert "no sign of copying" in verdict and sharp > 0 and soft > 0
+    copied = nb.copy_verdict(torch.tensor([0.0, sharp]), first, images, 1.0)  # one an exact copy
+    assert "1 of 2 new faces lie under half that" in copied
+
+
 def test_nearest_neighbours_figure_has_a_row_per_query_and_titles(nb):
     images = np.random.default_rng(1).integers(0, 256, size=(20, 8, 8, 3), dtype=np.uint8)
     queries = torch.from_numpy(images[:2]).permute(0, 3, 1, 2)
