@@ -261,6 +261,19 @@ VARIANTS = {
         ],
         [f"{RESUME}::test_resume_continues_instead_of_restarting"],
     ),
+    "yardstick-counts-itself": (
+        "the copy check's yardstick measures each real face against itself (distance 0)",
+        NB,
+        [
+            (
+                "nearest_other = torch.where(is_own, distances[:, 1], distances[:, 0])",
+                "nearest_other = distances[:, 0]",
+            )
+        ],
+        [
+            f"{SHARE}::test_copy_verdict_measures_real_faces_against_their_nearest_other_image_sharp_and_blurred"
+        ],
+    ),
     "seed-order": (
         "the epoch order seeded by the epoch alone",
         NB,
